@@ -1,0 +1,48 @@
+// Package luabind exposes mailbot to Lua scripts running on gopher-lua.
+//
+// NewState builds a ready-to-run *lua.LState: a sandboxed subset of the Lua
+// standard library, a require() confined to the scripts directory, and the
+// script toolbox modules preloaded for require():
+//
+//	json      json.encode / json.decode, json.null, json.array, json.object
+//	csv       csv.parse / csv.read / csv.encode
+//	template  template.render / template.render_file (Go text/template, html/template)
+//	log       log.debug / info / warn / error, structured fields, secret redaction
+//	fs        files and directories relative to Options.BaseDir
+//	time      time.now / format / parse / date / add / duration
+//	env       env.get / env.require
+//
+// Scripts load them explicitly:
+//
+//	local json = require("json")
+//	local log  = require("log")
+//	log.info("report ready", { rows = 12 })
+//
+// # Running scripts
+//
+// Compile a script once with CompileFile and run the shared
+// *lua.FunctionProto in as many states as needed with DoProto. Each run gets
+// its own LState (an LState must never be used from two goroutines at once)
+// and its own context, set with L.SetContext(ctx) before DoProto: when the
+// context ends, the VM stops at the next instruction with a Lua error, so a
+// runaway `while true do end` cannot hold the host.
+//
+//	proto, err := luabind.CompileFile("scripts/nightly.lua")
+//	...
+//	L := luabind.NewState(luabind.Options{ScriptsDir: "scripts"})
+//	defer L.Close()
+//	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+//	defer cancel()
+//	L.SetContext(ctx)
+//	if err := luabind.DoProto(L, proto); err != nil {
+//		file, line, _ := luabind.ErrorLocation(err)
+//		...
+//	}
+//
+// # Errors
+//
+// Toolbox functions raise Lua errors (catchable with pcall) whose message
+// starts with the function name, e.g. "fs.read: open /data/x.csv: no such
+// file or directory". Misuse, such as a wrong argument type, raises through
+// the usual "bad argument #n" errors.
+package luabind
