@@ -1,0 +1,33 @@
+// Package smtp is mailbot's SMTP, ESMTP and LMTP client.
+//
+// It covers what Python's smtplib offers — connect, EHLO/HELO, STARTTLS,
+// AUTH, MAIL/RCPT/DATA, VRFY, EXPN, HELP, NOOP, RSET, QUIT and raw commands —
+// with the same semantics, and adds what long-running automation needs:
+//
+//   - typed errors that mirror smtplib's exception hierarchy and work with
+//     errors.As (SMTPError, SenderRefusedError, RecipientsRefusedError,
+//     DataError, ConnectError, HeloError, AuthError, NotSupportedError,
+//     DisconnectedError, TimeoutError, ProtocolError), and an
+//     UnknownOutcomeError that separates "the message was not delivered" from
+//     "the connection broke after the final dot, it may have been delivered";
+//   - a deadline per command that a server dripping bytes cannot extend, and
+//     context.Context cancellation of any blocked I/O;
+//   - bounded memory on hostile replies: line length and line count are
+//     capped, malformed replies are protocol errors that close the
+//     connection instead of desynchronising later replies;
+//   - safe defaults: TLS 1.2 minimum, certificates verified, optional
+//     SHA-256 pinning, no AUTH over an unencrypted connection (loopback
+//     included) unless the caller allows it, STARTTLS response-injection
+//     protection, CR/LF/NUL rejected in every argument;
+//   - PIPELINING (RFC 2920) of MAIL, RCPT and DATA, SIZE (RFC 1870),
+//     8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), DSN (RFC 3461) with
+//     xtext-encoded ENVID/ORCPT and per-recipient NOTIFY, REQUIRETLS
+//     (RFC 8689), enhanced status codes (RFC 3463), AUTH (RFC 4954) with
+//     SCRAM-SHA-256, CRAM-MD5, PLAIN, LOGIN and XOAUTH2, LMTP (RFC 2033);
+//   - a debug transcript with AUTH payloads redacted and message bodies
+//     summarised.
+//
+// The package imports nothing else of mailbot, so it can be used on its own.
+// A Client is not safe for concurrent use: one goroutine drives one SMTP
+// conversation, as the protocol itself is sequential.
+package smtp

@@ -1,0 +1,471 @@
+package smtp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// paramExtension maps a MAIL or RCPT parameter keyword to the EHLO keyword
+// that must be advertised before it may be sent. A keyword missing here
+// needs an extension of its own name (PRDR, REQUIRETLS, MT-PRIORITY, ...).
+var paramExtension = map[string]string{
+	"SIZE":      "SIZE",
+	"BODY":      "8BITMIME",
+	"SMTPUTF8":  "SMTPUTF8",
+	"RET":       "DSN",
+	"ENVID":     "DSN",
+	"NOTIFY":    "DSN",
+	"ORCPT":     "DSN",
+	"AUTH":      "AUTH",
+	"HOLDFOR":   "FUTURERELEASE",
+	"HOLDUNTIL": "FUTURERELEASE",
+	"BY":        "DELIVERBY",
+}
+
+// checkParams validates MAIL/RCPT parameters: syntax (RFC 5321 §4.1.2
+// esmtp-param), and that the server advertised what each one needs, so that
+// nothing is sent blindly after a HELO fallback or to a server without the
+// extension.
+func (c *Client) checkParams(cmd string, params []string) error {
+	for _, p := range params {
+		if err := validateLine(p); err != nil {
+			return err
+		}
+		kw, val, hasVal := strings.Cut(p, "=")
+		if !validKeyword(kw) || strings.ContainsAny(val, " \t=") || hasVal && val == "" {
+			return fmt.Errorf("smtp: %s: malformed parameter %q (want KEYWORD or KEYWORD=value, no spaces)", cmd, p)
+		}
+		for i := 0; i < len(val); i++ {
+			if val[i] < 33 || val[i] > 126 {
+				return fmt.Errorf("smtp: %s: parameter %q has a character outside printable ASCII; xtext-encode it", cmd, p)
+			}
+		}
+		kw = strings.ToUpper(kw)
+		ext, ok := paramExtension[kw]
+		if !ok {
+			ext = kw
+		}
+		if kw == "BODY" && strings.EqualFold(val, "BINARYMIME") {
+			ext = "BINARYMIME"
+		}
+		if !c.HasExtension(ext) {
+			why := "the server did not advertise it"
+			if !c.esmtp {
+				why = "the session fell back to HELO, so no extension is available"
+			}
+			return &NotSupportedError{Extension: ext, Msg: fmt.Sprintf("%s parameter %s needs %s, but %s", cmd, kw, ext, why)}
+		}
+	}
+	return nil
+}
+
+// isASCII reports whether s needs no SMTPUTF8.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// has8bit reports whether a body has bytes above 127, eight bytes at a time:
+// on a large message a byte loop would cost as much as sending it.
+func has8bit(b []byte) bool {
+	const high = 0x8080808080808080
+	i := 0
+	for ; i+32 <= len(b); i += 32 {
+		if (binary.LittleEndian.Uint64(b[i:])|binary.LittleEndian.Uint64(b[i+8:])|
+			binary.LittleEndian.Uint64(b[i+16:])|binary.LittleEndian.Uint64(b[i+24:]))&high != 0 {
+			return true
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+func hasParam(params []string, kw string) bool {
+	for _, p := range params {
+		k, _, _ := strings.Cut(p, "=")
+		if strings.EqualFold(k, kw) {
+			return true
+		}
+	}
+	return false
+}
+
+// Mail sends MAIL FROM:<from> with optional parameters ("SIZE=1000",
+// "BODY=8BITMIME", "RET=HDRS"...), sending EHLO first if needed. An empty
+// from is the null sender <>. A non-ASCII address adds SMTPUTF8 when the
+// server offers it. A parameter the server did not advertise is refused with
+// a *NotSupportedError before anything is sent. If the server rejects the
+// command, the error is a *SenderRefusedError wrapping the *SMTPError.
+func (c *Client) Mail(ctx context.Context, from string, params ...string) error {
+	if err := validateLine(from); err != nil {
+		return err
+	}
+	if err := c.hello(ctx); err != nil {
+		return err
+	}
+	if !isASCII(from) && !hasParam(params, "SMTPUTF8") {
+		params = append(params[:len(params):len(params)], "SMTPUTF8")
+	}
+	if err := c.checkParams("MAIL", params); err != nil {
+		return err
+	}
+	rep, err := c.cmd(ctx, "MAIL", mailLine(from, params))
+	if err != nil {
+		return err
+	}
+	if rep.Code != 250 {
+		return &SenderRefusedError{Sender: from, Err: replyError("MAIL", rep)}
+	}
+	c.txUTF8 = hasParam(params, "SMTPUTF8")
+	c.txRcpts = c.txRcpts[:0]
+	return nil
+}
+
+func mailLine(from string, params []string) string {
+	var b strings.Builder
+	b.WriteString("MAIL FROM:<")
+	b.WriteString(from)
+	b.WriteByte('>')
+	for _, p := range params {
+		b.WriteByte(' ')
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+func rcptLine(to string, params []string) string {
+	var b strings.Builder
+	b.WriteString("RCPT TO:<")
+	b.WriteString(to)
+	b.WriteByte('>')
+	for _, p := range params {
+		b.WriteByte(' ')
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// Rcpt sends RCPT TO:<to> with optional parameters ("NOTIFY=SUCCESS"). A
+// non-ASCII address needs a transaction started with SMTPUTF8. If the server
+// rejects the command, the error is an *SMTPError.
+func (c *Client) Rcpt(ctx context.Context, to string, params ...string) error {
+	if err := validateLine(to); err != nil {
+		return err
+	}
+	if !isASCII(to) && !c.txUTF8 {
+		return &NotSupportedError{Extension: "SMTPUTF8", Msg: fmt.Sprintf("recipient %q is not ASCII but the transaction did not start with SMTPUTF8", to)}
+	}
+	if err := c.checkParams("RCPT", params); err != nil {
+		return err
+	}
+	rep, err := c.cmd(ctx, "RCPT", rcptLine(to, params))
+	if err != nil {
+		return err
+	}
+	if rep.Code != 250 && rep.Code != 251 {
+		return replyError("RCPT", rep)
+	}
+	c.txRcpts = append(c.txRcpts, to)
+	return nil
+}
+
+// DSN asks for delivery status notifications (RFC 3461).
+type DSN struct {
+	// Return is "FULL" or "HDRS": how much of the message a bounce
+	// carries. Empty: the server decides.
+	Return string
+	// EnvelopeID identifies the transaction in DSNs; any text, mailbot
+	// xtext-encodes it.
+	EnvelopeID string
+	// Notify applies to every recipient: any of "SUCCESS", "FAILURE",
+	// "DELAY", or just "NEVER".
+	Notify []string
+	// NotifyFor overrides Notify for single recipients.
+	NotifyFor map[string][]string
+	// OriginalRecipient adds ORCPT=rfc822;<address> to every recipient.
+	OriginalRecipient bool
+}
+
+// SendOptions adjusts one SendMail transaction. The zero value is fine.
+type SendOptions struct {
+	// MailParams are added to MAIL FROM, like smtplib's mail_options
+	// ("REQUIRETLS", "MT-PRIORITY=3"). SIZE, BODY=8BITMIME and SMTPUTF8
+	// are added automatically when needed and advertised.
+	MailParams []string
+	// RcptParams are added to every RCPT TO, like smtplib's rcpt_options.
+	RcptParams []string
+	// RcptParamsFor adds parameters to single recipients.
+	RcptParamsFor map[string][]string
+	// DSN requests delivery status notifications.
+	DSN *DSN
+	// NoPipelining sends MAIL, RCPT and DATA in lockstep even when the
+	// server offers PIPELINING.
+	NoPipelining bool
+}
+
+// xtext encodes a DSN value (RFC 3461 §4): "+", "=" and characters outside
+// "!".."~" become "+HH".
+func xtext(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch < '!' || ch > '~' || ch == '+' || ch == '=' {
+			fmt.Fprintf(&b, "+%02X", ch)
+			continue
+		}
+		b.WriteByte(ch)
+	}
+	return b.String()
+}
+
+// envelope computes the MAIL and RCPT parameters of one message. Everything
+// is decided per message: nothing (SMTPUTF8 in particular) carries over from
+// the previous transaction.
+func (c *Client) envelope(from string, to []string, msg []byte, o *SendOptions) (mailParams []string, rcptParams [][]string, err error) {
+	mailParams = append(mailParams, o.MailParams...)
+	if c.HasExtension("SIZE") && !hasParam(mailParams, "SIZE") {
+		mailParams = append(mailParams, "SIZE="+strconv.Itoa(len(msg)))
+	}
+	if c.HasExtension("8BITMIME") && !hasParam(mailParams, "BODY") && has8bit(msg) {
+		mailParams = append(mailParams, "BODY=8BITMIME")
+	}
+	needUTF8 := !isASCII(from)
+	for _, r := range to {
+		needUTF8 = needUTF8 || !isASCII(r)
+	}
+	if needUTF8 && !hasParam(mailParams, "SMTPUTF8") {
+		mailParams = append(mailParams, "SMTPUTF8")
+	}
+	if d := o.DSN; d != nil {
+		if d.Return != "" {
+			ret := strings.ToUpper(d.Return)
+			if ret != "FULL" && ret != "HDRS" {
+				return nil, nil, fmt.Errorf("smtp: DSN return %q: want FULL or HDRS", d.Return)
+			}
+			mailParams = append(mailParams, "RET="+ret)
+		}
+		if d.EnvelopeID != "" {
+			mailParams = append(mailParams, "ENVID="+xtext(d.EnvelopeID))
+		}
+	}
+	if err := c.checkParams("MAIL", mailParams); err != nil {
+		return nil, nil, err
+	}
+	rcptParams = make([][]string, len(to))
+	for i, r := range to {
+		ps := append([]string(nil), o.RcptParams...)
+		ps = append(ps, o.RcptParamsFor[r]...)
+		if d := o.DSN; d != nil {
+			notify := d.Notify
+			if n, ok := d.NotifyFor[r]; ok {
+				notify = n
+			}
+			if len(notify) > 0 {
+				ps = append(ps, "NOTIFY="+strings.ToUpper(strings.Join(notify, ",")))
+			}
+			if d.OriginalRecipient {
+				ps = append(ps, "ORCPT=rfc822;"+xtext(r))
+			}
+		}
+		if err := c.checkParams("RCPT", ps); err != nil {
+			return nil, nil, fmt.Errorf("recipient %s: %w", r, err)
+		}
+		rcptParams[i] = ps
+	}
+	return mailParams, rcptParams, nil
+}
+
+// SendMail sends one message in a whole transaction, like smtplib's
+// sendmail: EHLO if needed, MAIL, one RCPT per recipient, DATA, the body
+// (dot-stuffed, line ends normalised to CRLF), and the final dot. With
+// PIPELINING offered, MAIL, RCPT and DATA go out in one write (RFC 2920).
+//
+// Recipients the server refused are returned, with the reason; the call
+// fails only if every recipient was refused (*RecipientsRefusedError). Other
+// errors: *SenderRefusedError, *DataError, *NotSupportedError (a parameter
+// the server did not advertise; nothing was sent), *UnknownOutcomeError
+// (the connection failed after the final dot). After a refusal the client
+// sends RSET, so the connection stays usable for the next message.
+func (c *Client) SendMail(ctx context.Context, from string, to []string, msg []byte, opts *SendOptions) (Refusals, error) {
+	if len(to) == 0 {
+		return nil, errors.New("smtp: SendMail: no recipients")
+	}
+	if err := validateLine(from); err != nil {
+		return nil, err
+	}
+	for _, r := range to {
+		if err := validateLine(r); err != nil {
+			return nil, err
+		}
+	}
+	if opts == nil {
+		opts = &SendOptions{}
+	}
+	if err := c.hello(ctx); err != nil {
+		return nil, err
+	}
+	mailParams, rcptParams, err := c.envelope(from, to, msg, opts)
+	if err != nil {
+		return nil, err
+	}
+	if c.HasExtension("PIPELINING") && !opts.NoPipelining {
+		return c.sendPipelined(ctx, from, to, msg, mailParams, rcptParams)
+	}
+	return c.sendLockstep(ctx, from, to, msg, mailParams, rcptParams)
+}
+
+func (c *Client) sendLockstep(ctx context.Context, from string, to []string, msg []byte, mailParams []string, rcptParams [][]string) (Refusals, error) {
+	if err := c.Mail(ctx, from, mailParams...); err != nil {
+		c.resetAfterFailure(ctx)
+		return nil, err
+	}
+	var refused Refusals
+	for i, r := range to {
+		if err := c.Rcpt(ctx, r, rcptParams[i]...); err != nil {
+			var se *SMTPError
+			if !errors.As(err, &se) || c.closed {
+				return nil, err
+			}
+			if refused == nil {
+				refused = make(Refusals)
+			}
+			refused[r] = se
+		}
+	}
+	if len(refused) == len(to) {
+		c.resetAfterFailure(ctx)
+		return nil, &RecipientsRefusedError{Recipients: refused}
+	}
+	w, err := c.Data(ctx)
+	if err != nil {
+		c.resetAfterFailure(ctx)
+		return nil, err
+	}
+	return c.writeBody(ctx, w, msg, refused)
+}
+
+// writeBody sends the message through w and merges LMTP per-recipient
+// refusals into refused.
+func (c *Client) writeBody(ctx context.Context, w *DataWriter, msg []byte, refused Refusals) (Refusals, error) {
+	if _, err := w.Write(msg); err != nil {
+		return nil, err
+	}
+	err := w.Close()
+	for r, e := range w.Refusals {
+		if refused == nil {
+			refused = make(Refusals)
+		}
+		refused[r] = e
+	}
+	var de *DataError
+	var rr *RecipientsRefusedError
+	switch {
+	case errors.As(err, &rr):
+		c.resetAfterFailure(ctx)
+		return nil, &RecipientsRefusedError{Recipients: refused}
+	case errors.As(err, &de):
+		c.resetAfterFailure(ctx)
+		return nil, err
+	case err != nil:
+		return nil, err
+	}
+	return refused, nil
+}
+
+func (c *Client) sendPipelined(ctx context.Context, from string, to []string, msg []byte, mailParams []string, rcptParams [][]string) (Refusals, error) {
+	end, err := c.begin(ctx, "MAIL")
+	if err != nil {
+		return nil, err
+	}
+	c.setDeadline(ctx, c.CommandTimeout)
+	line := mailLine(from, mailParams)
+	c.send(line, line)
+	for i, r := range to {
+		line := rcptLine(r, rcptParams[i])
+		c.send(line, line)
+	}
+	c.send("DATA", "DATA")
+	if err := c.w.Flush(); err != nil {
+		end()
+		return nil, c.fail(ctx, "MAIL", err)
+	}
+	c.txRcpts = c.txRcpts[:0]
+	c.txUTF8 = hasParam(mailParams, "SMTPUTF8")
+
+	// Every reply must be read, even after a refusal, to stay in step.
+	mailRep, err := c.recv(ctx, "MAIL")
+	if err != nil {
+		end()
+		return nil, err
+	}
+	var refused Refusals
+	for _, r := range to {
+		c.setDeadline(ctx, c.CommandTimeout)
+		rep, err := c.recv(ctx, "RCPT")
+		if err != nil {
+			end()
+			return nil, err
+		}
+		if rep.Code == 250 || rep.Code == 251 {
+			c.txRcpts = append(c.txRcpts, r)
+			continue
+		}
+		if refused == nil {
+			refused = make(Refusals)
+		}
+		refused[r] = replyError("RCPT", rep)
+	}
+	c.setDeadline(ctx, c.CommandTimeout)
+	dataRep, err := c.recv(ctx, "DATA")
+	if err != nil {
+		end()
+		return nil, err
+	}
+
+	var failure error
+	switch {
+	case mailRep.Code != 250:
+		failure = &SenderRefusedError{Sender: from, Err: replyError("MAIL", mailRep)}
+	case len(c.txRcpts) == 0:
+		failure = &RecipientsRefusedError{Recipients: refused}
+	case dataRep.Code != 354:
+		failure = &DataError{Err: replyError("DATA", dataRep)}
+	}
+	if failure != nil {
+		if dataRep.Code == 354 {
+			// The server took DATA although the transaction failed
+			// (RFC 2920 §3.1): end it with an empty message.
+			dw := newDotWriter(c.w)
+			var none Refusals
+			c.finishData(ctx, dw, nil, &none)
+		}
+		end()
+		c.resetAfterFailure(ctx)
+		return nil, failure
+	}
+	w := &DataWriter{c: c, ctx: ctx, dw: newDotWriter(c.w), rcpts: c.txRcpts, end: end}
+	return c.writeBody(ctx, w, msg, refused)
+}
+
+// resetAfterFailure sends RSET so the session can carry the next message.
+// A failing RSET only matters through the broken connection it leaves,
+// which the next command reports.
+func (c *Client) resetAfterFailure(ctx context.Context) {
+	c.txRcpts = c.txRcpts[:0]
+	c.txUTF8 = false
+	if !c.closed {
+		c.Reset(ctx)
+	}
+}
