@@ -32,10 +32,14 @@ func openMaildir(dir string) (*maildir, error) {
 	if err != nil || host == "" {
 		host = "localhost"
 	}
-	// The Maildir spec reserves "/" and ":" (the latter separates the
-	// info suffix), so they are replaced by their octal escapes.
-	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
-	return &maildir{dir: dir, host: host, pid: strconv.Itoa(os.Getpid())}, nil
+	return &maildir{dir: dir, host: maildirHost(host), pid: strconv.Itoa(os.Getpid())}, nil
+}
+
+// maildirHost makes a hostname safe for a Maildir file name. The spec
+// reserves "/" and ":" (the latter starts the info suffix), so they are
+// replaced by their octal escapes.
+func maildirHost(host string) string {
+	return strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
 }
 
 // uniqueName returns "<unixnano>.<pid>_<counter>.<host>". The per-process
