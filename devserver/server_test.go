@@ -464,14 +464,16 @@ func TestStartInvalidConfig(t *testing.T) {
 	}
 }
 
-// goSMTPGoroutines counts goroutines that are running go-smtp code, i.e.
-// connection handlers or Serve loops.
+// goSMTPGoroutines counts goroutines inside go-smtp's accept loop or a
+// connection handler. A goroutine that has already passed the handler's
+// WaitGroup.Done and is merely exiting is not counted: Close cannot, and
+// need not, wait for that last instant.
 func goSMTPGoroutines() int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "github.com/emersion/go-smtp") {
+		if strings.Contains(g, "go-smtp.(*Server).handleConn(") || strings.Contains(g, "go-smtp.(*Server).Serve(") {
 			n++
 		}
 	}
@@ -528,5 +530,49 @@ func TestCloseEndsEverything(t *testing.T) {
 	}
 	if len(srv.Messages()) != 0 {
 		t.Errorf("the unfinished message was stored")
+	}
+}
+
+func TestCloseWaitsForRunningHandler(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv, err := devserver.Start(devserver.Config{Addr: "127.0.0.1:0", Hooks: devserver.Hooks{
+		Data: func(*devserver.Message) *devserver.Reject {
+			close(entered)
+			<-release
+			return nil
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, "tcp", srv.Addr(), nil)
+	c.cmd(250, "EHLO client.test")
+	c.cmd(250, "MAIL FROM:<a@example.org>")
+	c.cmd(250, "RCPT TO:<b@example.org>")
+	c.data(testBody)
+	<-entered
+
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close() }()
+	// Close ends the client's connection first ...
+	var rerr error
+	for rerr == nil {
+		_, rerr = c.ReadLine()
+	}
+	if errors.Is(rerr, os.ErrDeadlineExceeded) {
+		t.Fatal("Close did not close the client connection")
+	}
+	// ... but cannot return while the handler still runs.
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a DATA handler was running", err)
+	default:
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if n := goSMTPGoroutines(); n != 0 {
+		t.Errorf("%d go-smtp goroutines still running after Close", n)
 	}
 }
