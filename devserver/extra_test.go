@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -152,5 +153,36 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestChunking(t *testing.T) {
+	srv := devtest.Start(t, devserver.Config{})
+	c := dialRaw(t, "tcp", srv.Addr(), nil)
+	if ehlo := c.cmd(250, "EHLO client.test"); !strings.Contains(ehlo, "CHUNKING") {
+		t.Fatalf("EHLO lacks CHUNKING: %q", ehlo)
+	}
+	c.cmd(250, "MAIL FROM:<a@example.org>")
+	c.cmd(250, "RCPT TO:<b@example.org>")
+	// BDAT carries bytes verbatim: no dot-stuffing, so a leading dot stays.
+	first, last := "Subject: chunked\r\n\r\n", ".one\r\ntwo\r\n"
+	for _, chunk := range []string{
+		fmt.Sprintf("BDAT %d\r\n%s", len(first), first),
+		fmt.Sprintf("BDAT %d LAST\r\n%s", len(last), last),
+	} {
+		if _, err := c.W.WriteString(chunk); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.W.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		c.expect(250)
+	}
+	msgs, err := srv.WaitMessages(waitCtx(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(msgs[0].Data), first+last; got != want {
+		t.Fatalf("Data = %q, want %q", got, want)
 	}
 }
