@@ -203,7 +203,7 @@ func (m *Message) setHeader(name, value string, add bool) error {
 			if err := checkAddrSpec(a.Address); err != nil {
 				return &AddressError{Field: key, Index: i, Address: a.Address, Err: err}
 			}
-			strs = append(strs, a.String())
+			strs = append(strs, formatAddress(a))
 		}
 		p := m.addressList(key)
 		if add {
@@ -382,6 +382,18 @@ func parseAddress(key string, index int, s string) (*mail.Address, error) {
 		return nil, &AddressError{Field: key, Index: index, Address: s, Err: err}
 	}
 	return a, nil
+}
+
+// formatAddress writes an address for a header. net/mail.Address.String
+// quotes or RFC 2047 encodes the display name as needed; an address without
+// a name is written bare, as most mail software does, rather than in angle
+// brackets.
+func formatAddress(a *mail.Address) string {
+	s := a.String()
+	if a.Name == "" && strings.HasPrefix(s, "<") {
+		s = s[1 : len(s)-1]
+	}
+	return s
 }
 
 // checkAddrSpec refuses internationalised addresses; see errNonASCIIAddress.
