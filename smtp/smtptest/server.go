@@ -564,6 +564,8 @@ func (p *player) readLine() ([]byte, error) {
 			return nil, fmt.Errorf("%w after a partial line %q", ErrUnexpectedEOF, b)
 		}
 		return nil, ErrUnexpectedEOF
+	case p.s.isClosing():
+		return nil, ErrServerClosed
 	default:
 		return nil, fmt.Errorf("read: %w", err)
 	}
@@ -655,6 +657,17 @@ func (p *player) expectEOF() (string, error) {
 	}
 	p.s.record(p.rec, "! expect-eof", false)
 	return "", nil
+}
+
+// isClosing reports whether Close has been called, so that errors caused by
+// Close itself are reported as ErrServerClosed rather than as network errors.
+func (s *Server) isClosing() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 // isClosed reports whether a read error means the client closed its side:
