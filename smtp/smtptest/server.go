@@ -37,23 +37,23 @@ const (
 // wrapped as the network returned them, so errors.Is(err,
 // os.ErrDeadlineExceeded) identifies a client that sent nothing in time.
 var (
-	// ErrMismatch: the client sent a line other than the script expected.
+	// ErrMismatch means the client sent a line other than the script expected.
 	ErrMismatch = errors.New("line does not match the script")
-	// ErrLineTooLong: the client sent more than MaxLineLength bytes without LF.
+	// ErrLineTooLong means the client sent more than MaxLineLength bytes without LF.
 	ErrLineTooLong = errors.New("line longer than smtptest.MaxLineLength")
-	// ErrBareLF: the client ended a command line with LF instead of CRLF.
+	// ErrBareLF means the client ended a command line with LF instead of CRLF.
 	ErrBareLF = errors.New("line ends in a bare LF, not CRLF")
-	// ErrDataTooLarge: a DATA body exceeded MaxDataSize.
+	// ErrDataTooLarge means a DATA body exceeded MaxDataSize.
 	ErrDataTooLarge = errors.New("DATA body larger than smtptest.MaxDataSize")
-	// ErrNotEOF: the client sent data where the script expected it to close.
+	// ErrNotEOF means the client sent data where the script expected it to close.
 	ErrNotEOF = errors.New("client sent data instead of closing the connection")
-	// ErrUnexpectedEOF: the client closed the connection before the script ended.
+	// ErrUnexpectedEOF means the client closed the connection before the script ended.
 	ErrUnexpectedEOF = errors.New("client closed the connection")
-	// ErrDataBeforeTLS: the client sent bytes after STARTTLS without waiting
+	// ErrDataBeforeTLS means the client sent bytes after STARTTLS without waiting
 	// for the TLS handshake; such bytes would be read as if they had been
 	// protected by TLS (the STARTTLS command injection flaw, CVE-2011-0411).
 	ErrDataBeforeTLS = errors.New("client sent data after STARTTLS before the TLS handshake")
-	// ErrServerClosed: the server was closed before the step could finish.
+	// ErrServerClosed means the server was closed before the step could finish.
 	ErrServerClosed = errors.New("server closed")
 )
 
@@ -326,7 +326,8 @@ func (s *Server) TLSFingerprintSHA256() [32]byte { return sha256.Sum256(s.leaf.R
 // Wait blocks until the script has been played on every expected connection,
 // to its end or to its first failure, and returns the failure of the
 // earliest connection that failed as a [*ScriptError], or nil. Wait may be
-// called more than once.
+// called more than once. A script ending in "! hang" ends only when the
+// client hangs up or [Server.Close] is called.
 func (s *Server) Wait() error {
 	<-s.done
 	s.mu.Lock()
