@@ -57,6 +57,9 @@ func (e *SMTPError) Error() string {
 		b.WriteByte(' ')
 		b.WriteString(strings.ReplaceAll(e.Message, "\n", " / "))
 	}
+	if e.Code == 421 {
+		b.WriteString(" (the server closed the connection)")
+	}
 	return b.String()
 }
 

@@ -313,6 +313,14 @@ func (c *Client) SendMail(ctx context.Context, from string, to []string, msg []b
 	if opts == nil {
 		opts = &SendOptions{}
 	}
+	// Reject injection attempts before anything, EHLO included, is sent.
+	for _, ps := range append([][]string{opts.MailParams, opts.RcptParams}, mapValues(opts.RcptParamsFor)...) {
+		for _, p := range ps {
+			if err := validateLine(p); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := c.hello(ctx); err != nil {
 		return nil, err
 	}
@@ -468,4 +476,12 @@ func (c *Client) resetAfterFailure(ctx context.Context) {
 	if !c.closed {
 		c.Reset(ctx)
 	}
+}
+
+func mapValues(m map[string][]string) [][]string {
+	out := make([][]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }
