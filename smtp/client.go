@@ -238,6 +238,11 @@ func (c *Client) fail(ctx context.Context, op string, err error) error {
 		pe.Op = op
 		out = pe
 	case errors.Is(err, os.ErrDeadlineExceeded) || isNetTimeout(err):
+		// The socket deadline may fire a moment before ctx's own timer:
+		// report the context's deadline when that is what passed.
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			err = context.DeadlineExceeded
+		}
 		out = &TimeoutError{Op: op, Err: err}
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		out = &DisconnectedError{Op: op, Err: errors.New("connection closed by server")}

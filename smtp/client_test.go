@@ -211,7 +211,7 @@ func TestAuthMechanisms(t *testing.T) {
 	}{
 		{
 			name: "CRAM-MD5 chosen by Login", offered: "PLAIN LOGIN CRAM-MD5",
-			auth: func(c *smtp.Client) error { return c.Login(ctx, "tim", "tanstaaftanstaaf") },
+			auth:     func(c *smtp.Client) error { return c.Login(ctx, "tim", "tanstaaftanstaaf") },
 			exchange: "C: AUTH CRAM-MD5\nS: 334 " + b64(challenge) + "\nC: " + cram("tim", "tanstaaftanstaaf", challenge) + "\nS: 235 ok\n",
 		},
 		{
@@ -622,7 +622,10 @@ func TestCommandInjectionRejected(t *testing.T) {
 		"Verify":   func() error { _, err := c.Verify(ctx, "x\ny"); return err }(),
 		"SendMail": func() error { _, err := c.SendMail(ctx, "a@example.org", []string{evil}, nil, nil); return err }(),
 		"NUL":      func() error { _, err := c.DoCmd(ctx, "NOOP \x00"); return err }(),
-		"Param":    func() error { _, err := c.SendMail(ctx, "a@b", []string{"c@d"}, nil, &smtp.SendOptions{MailParams: []string{"X=1\r\nDATA"}}); return err }(),
+		"Param": func() error {
+			_, err := c.SendMail(ctx, "a@b", []string{"c@d"}, nil, &smtp.SendOptions{MailParams: []string{"X=1\r\nDATA"}})
+			return err
+		}(),
 	}
 	for name, err := range checks {
 		if err == nil || !strings.Contains(err.Error(), "injection") {
