@@ -45,7 +45,7 @@ type Scheduler struct {
 	running bool
 	entries map[string]*schedEntry // owned by the loop while running
 
-	add     chan Entry
+	add     chan *schedEntry
 	remove  chan string
 	nextReq chan nextReq
 	stop    chan struct{}
@@ -72,7 +72,7 @@ func NewScheduler(clock Clock) *Scheduler {
 		clock:   clock,
 		ticks:   make(chan Tick),
 		entries: make(map[string]*schedEntry),
-		add:     make(chan Entry),
+		add:     make(chan *schedEntry),
 		remove:  make(chan string),
 		nextReq: make(chan nextReq),
 		stop:    make(chan struct{}),
@@ -85,8 +85,8 @@ func NewScheduler(clock Clock) *Scheduler {
 func (s *Scheduler) Ticks() <-chan Tick { return s.ticks }
 
 // Add schedules e, replacing any entry with the same ID. Its first
-// activation is computed from the clock's current time when the Scheduler
-// is running, or at Start otherwise.
+// activation is computed from the clock's time at the call when the
+// Scheduler is running, or at Start otherwise.
 func (s *Scheduler) Add(e Entry) error {
 	if e.ID == "" {
 		return errors.New("engine: scheduler entry without ID")
@@ -100,8 +100,11 @@ func (s *Scheduler) Add(e Entry) error {
 		s.entries[e.ID] = &schedEntry{Entry: e}
 		return nil
 	}
+	// The first activation is computed here, not in the loop, so that it
+	// is relative to the time of the call even if the clock moves before
+	// the loop gets to it.
 	select {
-	case s.add <- e:
+	case s.add <- &schedEntry{Entry: e, next: e.Schedule.Next(s.clock.Now())}:
 		return nil
 	case <-s.done:
 		return errors.New("engine: scheduler stopped")
@@ -236,7 +239,7 @@ func (s *Scheduler) run(entries map[string]*schedEntry) {
 			pending = pending[1:]
 			delete(isPending, head.ID)
 		case e := <-s.add:
-			entries[e.ID] = &schedEntry{Entry: e, next: e.Schedule.Next(s.clock.Now())}
+			entries[e.ID] = e
 			rearm()
 		case id := <-s.remove:
 			delete(entries, id)
