@@ -68,7 +68,7 @@ func TestSchedulerFiresAtScheduledTimes(t *testing.T) {
 		{time.Minute, map[Tick]bool{{"every", t0.Add(20 * time.Minute)}: true}},
 		{20 * time.Minute, map[Tick]bool{{"every", t0.Add(40 * time.Minute)}: true}},
 		{20 * time.Minute, map[Tick]bool{
-			{"every", t0.Add(60 * time.Minute)}: true,
+			{"every", t0.Add(60 * time.Minute)}:                    true,
 			{"daily", time.Date(2025, 3, 3, 8, 0, 0, 0, time.UTC)}: true,
 		}},
 	}
