@@ -1,0 +1,612 @@
+package luabind
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/mailbot/mailbot/message"
+)
+
+// MailOptions configures the mail module returned by NewMailModule. The zero
+// value is usable.
+type MailOptions struct {
+	// BaseDir anchors relative attachment paths; absolute paths are used as
+	// given, as in the fs module. Empty means the process working directory.
+	BaseDir string
+	// Now supplies the Date of messages that set none; default time.Now.
+	Now func() time.Time
+	// Rand supplies randomness for Message-IDs and MIME boundaries; nil
+	// means crypto/rand. Tests set it for reproducible output.
+	Rand io.Reader
+}
+
+// mailMessageTypeName names the metatable of message userdata. It lives in
+// the registry only, so scripts cannot reach or alter it.
+const mailMessageTypeName = "mailbot.mail.message"
+
+// NewMailModule returns the loader of the Lua module "mail", for
+// L.PreloadModule("mail", luabind.NewMailModule(opts)).
+//
+//	local mail = require("mail")
+//	local m = mail.message{
+//	  from = "Reports <reports@example.com>",    -- required
+//	  sender = nil,                               -- optional agent address
+//	  to = { "a@example.com" }, cc = {}, bcc = {}, reply_to = nil,
+//	                                              -- each a string or a list
+//	  subject = "日报 2026-11-22",
+//	  text = "plain body", html = "<p>html body</p>",
+//	  attachments = { { path = "out/report.csv" },
+//	                  { filename = "note.txt", content = "...", content_type = "text/plain" } },
+//	  inline = { { path = "chart.png", cid = "chart" } },   -- for <img src="cid:chart">
+//	  headers = { ["X-Report"] = "daily" },       -- value: string or list of strings
+//	  date = os.time(),                           -- optional: unix seconds or RFC 5322 text
+//	  message_id = nil,                           -- optional; generated when absent
+//	}
+//	m:as_string()                -> RFC 5322 text with CRLF line ends; the same on every call
+//	m:set_header(name, value)    -- replace; standard names (Subject, To ...) set the field
+//	m:add_header(name, value)    -- add another
+//	m:header(name)               -> string | nil
+//	m:attach{ path = ... | content = ..., filename =, content_type =, cid = }
+//	                             -- with cid: an inline part
+//	m:recipients()               -> { "a@example.com", ... }   envelope recipients, bcc included
+//	m:envelope_from()            -> "reports@example.com"      sender if set, else from
+//	tostring(m)                  -> short summary
+//	m.subject, m.from, m.sender, m.to, m.cc, m.bcc, m.reply_to, m.text, m.html,
+//	m.message_id, m.date         -- read-only copies of the fields
+//
+// Unknown fields are errors, so a typo such as "attachements" does not drop
+// an attachment silently. Misuse raises an error naming the field, e.g.
+// `mail.message: field "to"[2]: invalid address "bob": missing '@' or angle-addr`
+// or `mail.message: header "X-A" contains CR/LF (header injection refused)`.
+func NewMailModule(opts MailOptions) lua.LGFunction {
+	return func(L *lua.LState) int {
+		mailRegisterType(L, &opts)
+		mod := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+			"message": func(L *lua.LState) int { return mailMessageNew(L, &opts) },
+		})
+		L.Push(mod)
+		return 1
+	}
+}
+
+// checkMessage returns the message at stack index n or raises an argument
+// error. The smtp module uses it for c:send_message(m).
+func checkMessage(L *lua.LState, n int) *message.Message {
+	if m, ok := messageFromValue(L.Get(n)); ok {
+		return m
+	}
+	L.ArgError(n, "mail.message expected, got "+L.Get(n).Type().String())
+	return nil
+}
+
+// messageFromValue reports whether v is a message built by mail.message and
+// returns it. The smtp module uses it where a message or a string is
+// accepted, as in c:sendmail(from, to, m).
+func messageFromValue(v lua.LValue) (*message.Message, bool) {
+	ud, ok := v.(*lua.LUserData)
+	if !ok {
+		return nil, false
+	}
+	m, ok := ud.Value.(*message.Message)
+	return m, ok
+}
+
+// mailMessageFields are the fields mail.message{} accepts.
+var mailMessageFields = map[string]bool{
+	"from": true, "sender": true, "to": true, "cc": true, "bcc": true, "reply_to": true,
+	"subject": true, "text": true, "html": true, "attachments": true, "inline": true,
+	"headers": true, "date": true, "message_id": true,
+}
+
+// mailAttachmentFields are the fields of an attachment table.
+var mailAttachmentFields = map[string]bool{
+	"path": true, "filename": true, "content": true, "content_type": true, "cid": true,
+}
+
+// mailLuaField maps header names of message errors to mail.message fields.
+var mailLuaField = map[string]string{
+	"From": "from", "Sender": "sender", "To": "to", "Cc": "cc", "Bcc": "bcc",
+	"Reply-To": "reply_to", "Subject": "subject", "Message-ID": "message_id",
+}
+
+// mailRegisterType installs the message metatable once per state.
+func mailRegisterType(L *lua.LState, opts *MailOptions) {
+	mt := L.NewTypeMetatable(mailMessageTypeName)
+	methods := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+		"as_string":     mailMessageAsString,
+		"set_header":    mailMessageSetHeader,
+		"add_header":    mailMessageAddHeader,
+		"header":        mailMessageHeader,
+		"attach":        func(L *lua.LState) int { return mailMessageAttach(L, opts) },
+		"recipients":    mailMessageRecipients,
+		"envelope_from": mailMessageEnvelopeFrom,
+	})
+	L.SetField(mt, "__index", L.NewFunction(func(L *lua.LState) int {
+		m := checkMessage(L, 1)
+		key := L.CheckString(2)
+		if fn := methods.RawGetString(key); fn != lua.LNil {
+			L.Push(fn)
+			return 1
+		}
+		L.Push(mailMessageField(L, m, key))
+		return 1
+	}))
+	L.SetField(mt, "__newindex", L.NewFunction(func(L *lua.LState) int {
+		L.RaiseError("mail.message: field %q is read-only; use m:set_header or m:attach", L.CheckString(2))
+		return 0
+	}))
+	L.SetField(mt, "__tostring", L.NewFunction(mailMessageToString))
+}
+
+// mailMessageNew: mail.message{...} -> message
+func mailMessageNew(L *lua.LState, opts *MailOptions) int {
+	spec := L.CheckTable(1)
+	fail := func(format string, args ...any) {
+		L.RaiseError("mail.message: "+format, args...)
+	}
+	if msg := mailUnknownKeys(spec, mailMessageFields); msg != "" {
+		fail("%s", msg)
+	}
+	m := &message.Message{Now: opts.Now, Rand: opts.Rand}
+	str := func(name string) string {
+		switch v := spec.RawGetString(name).(type) {
+		case *lua.LNilType:
+			return ""
+		case lua.LString:
+			return string(v)
+		default:
+			fail("field %q: string expected, got %s", name, v.Type())
+			return ""
+		}
+	}
+	m.From = str("from")
+	m.Sender = str("sender")
+	m.Subject = str("subject")
+	m.Text = str("text")
+	m.HTML = str("html")
+	m.MessageID = str("message_id")
+
+	// scalar records address fields given as one string rather than a list,
+	// so errors can leave out the list position.
+	scalar := map[string]bool{}
+	for _, f := range []struct {
+		name string
+		dst  *[]string
+	}{{"to", &m.To}, {"cc", &m.Cc}, {"bcc", &m.Bcc}, {"reply_to", &m.ReplyTo}} {
+		list, isScalar, err := mailStringList(spec.RawGetString(f.name))
+		if err != "" {
+			fail("field %q%s", f.name, err)
+		}
+		*f.dst, scalar[f.name] = list, isScalar
+	}
+
+	switch v := spec.RawGetString("date").(type) {
+	case *lua.LNilType:
+	case lua.LNumber:
+		sec, frac := math.Modf(float64(v))
+		m.Date = time.Unix(int64(sec), int64(frac*1e9))
+	case lua.LString:
+		t, err := mail.ParseDate(string(v))
+		if err != nil {
+			fail("field \"date\": %v", err)
+		}
+		m.Date = t
+	default:
+		fail("field \"date\": number or string expected, got %s", v.Type())
+	}
+
+	for _, f := range []struct {
+		name   string
+		inline bool
+	}{{"attachments", false}, {"inline", true}} {
+		v := spec.RawGetString(f.name)
+		if v == lua.LNil {
+			continue
+		}
+		tbl, ok := v.(*lua.LTable)
+		if !ok {
+			fail("field %q: list of tables expected, got %s", f.name, v.Type())
+		}
+		n, msg := mailSequenceLen(tbl)
+		if msg != "" {
+			fail("field %q%s", f.name, msg)
+		}
+		for i := 1; i <= n; i++ {
+			a, hasCID, msg := mailAttachment(tbl.RawGetInt(i), opts, f.inline)
+			if msg != "" {
+				fail("field %q[%d]: %s", f.name, i, msg)
+			}
+			if hasCID && !f.inline {
+				fail("field %q[%d]: cid is only for inline parts; list this one under inline", f.name, i)
+			}
+			if f.inline {
+				m.Inline = append(m.Inline, a)
+			} else {
+				m.Attachments = append(m.Attachments, a)
+			}
+		}
+	}
+
+	if v := spec.RawGetString("headers"); v != lua.LNil {
+		if err := mailApplyHeaders(m, v); err != "" {
+			fail("%s", err)
+		}
+	}
+
+	if err := m.Validate(); err != nil {
+		fail("%s", mailErrorText(err, scalar))
+	}
+	ud := L.NewUserData()
+	ud.Value = m
+	L.SetMetatable(ud, L.GetTypeMetatable(mailMessageTypeName))
+	L.Push(ud)
+	return 1
+}
+
+// mailUnknownKeys returns a message naming the first key of t (in sorted
+// order, so the message is stable) that is not in known, or "".
+func mailUnknownKeys(t *lua.LTable, known map[string]bool) string {
+	var bad []string
+	t.ForEach(func(k, _ lua.LValue) {
+		if s, ok := k.(lua.LString); ok {
+			if !known[string(s)] {
+				bad = append(bad, fmt.Sprintf("unknown field %q", string(s)))
+			}
+			return
+		}
+		bad = append(bad, fmt.Sprintf("unexpected key %s; fields are named, like from = ...", k.String()))
+	})
+	if len(bad) == 0 {
+		return ""
+	}
+	sort.Strings(bad)
+	return bad[0]
+}
+
+// mailSequenceLen returns the length of a Lua list, or a message (starting
+// with the position, to follow a field name) when t has other keys.
+func mailSequenceLen(t *lua.LTable) (int, string) {
+	n, count := t.Len(), 0
+	t.ForEach(func(_, _ lua.LValue) { count++ })
+	if count != n {
+		return 0, ": list expected, got a table with non-list keys"
+	}
+	return n, ""
+}
+
+// mailStringList reads an address field: nil, one string or a list of
+// strings. Error messages start with the position or ": ".
+func mailStringList(v lua.LValue) (list []string, scalar bool, errMsg string) {
+	switch v := v.(type) {
+	case *lua.LNilType:
+		return nil, false, ""
+	case lua.LString:
+		return []string{string(v)}, true, ""
+	case *lua.LTable:
+		n, msg := mailSequenceLen(v)
+		if msg != "" {
+			return nil, false, msg
+		}
+		for i := 1; i <= n; i++ {
+			s, ok := v.RawGetInt(i).(lua.LString)
+			if !ok {
+				return nil, false, fmt.Sprintf("[%d]: string expected, got %s", i, v.RawGetInt(i).Type())
+			}
+			list = append(list, string(s))
+		}
+		return list, false, ""
+	default:
+		return nil, false, ": string or list of strings expected, got " + v.Type().String()
+	}
+}
+
+// mailApplyHeaders sets the headers table {name = value | {values...}} on m,
+// in name order so the output does not depend on Lua's table order.
+func mailApplyHeaders(m *message.Message, v lua.LValue) string {
+	tbl, ok := v.(*lua.LTable)
+	if !ok {
+		return fmt.Sprintf("field \"headers\": table expected, got %s", v.Type())
+	}
+	var names []string
+	var bad string
+	tbl.ForEach(func(k, _ lua.LValue) {
+		if s, ok := k.(lua.LString); ok {
+			names = append(names, string(s))
+		} else if bad == "" {
+			bad = fmt.Sprintf("field \"headers\": header names must be strings, got %s", k.Type())
+		}
+	})
+	if bad != "" {
+		return bad
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		var values []string
+		switch hv := tbl.RawGetString(name).(type) {
+		case lua.LString:
+			values = []string{string(hv)}
+		case *lua.LTable:
+			list, _, msg := mailStringList(hv)
+			if msg != "" {
+				return fmt.Sprintf("field \"headers\"[%q]%s", name, msg)
+			}
+			values = list
+		default:
+			return fmt.Sprintf("field \"headers\"[%q]: string or list of strings expected, got %s", name, hv.Type())
+		}
+		for i, val := range values {
+			var err error
+			if i == 0 {
+				err = m.SetHeader(name, val)
+			} else {
+				err = m.AddHeader(name, val)
+			}
+			if err != nil {
+				return mailErrorText(err, nil)
+			}
+		}
+	}
+	return ""
+}
+
+// mailAttachment reads an attachment table. It returns whether the table
+// asked for an inline part (it has a cid) and an error message, if any.
+// Content types and names are checked later by Message.Validate.
+func mailAttachment(v lua.LValue, opts *MailOptions, inline bool) (message.Attachment, bool, string) {
+	var a message.Attachment
+	t, ok := v.(*lua.LTable)
+	if !ok {
+		return a, false, "table expected, got " + v.Type().String()
+	}
+	if msg := mailUnknownKeys(t, mailAttachmentFields); msg != "" {
+		return a, false, msg
+	}
+	get := func(name string) (string, bool, string) {
+		switch v := t.RawGetString(name).(type) {
+		case *lua.LNilType:
+			return "", false, ""
+		case lua.LString:
+			return string(v), true, ""
+		default:
+			return "", false, fmt.Sprintf("field %q: string expected, got %s", name, v.Type())
+		}
+	}
+	path, hasPath, msg := get("path")
+	content, hasContent, msg2 := get("content")
+	filename, hasName, msg3 := get("filename")
+	ctype, _, msg4 := get("content_type")
+	cid, hasCID, msg5 := get("cid")
+	for _, m := range []string{msg, msg2, msg3, msg4, msg5} {
+		if m != "" {
+			return a, false, m
+		}
+	}
+	switch {
+	case hasPath && hasContent:
+		return a, false, "give either path or content, not both"
+	case !hasPath && !hasContent:
+		return a, false, "path or content is required"
+	case inline && !hasCID:
+		return a, false, "inline part needs a cid, for <img src=\"cid:...\">"
+	}
+	if hasPath {
+		p := path
+		if !filepath.IsAbs(p) && opts.BaseDir != "" {
+			p = filepath.Join(opts.BaseDir, p)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return a, false, err.Error() // *PathError: names the operation and the path
+		}
+		a.Content = data
+		if !hasName {
+			filename = filepath.Base(p)
+		}
+	} else {
+		a.Content = []byte(content)
+	}
+	a.Filename, a.ContentType, a.ContentID = filename, ctype, cid
+	return a, hasCID, ""
+}
+
+// mailErrorText renders an error from the message package in terms of the
+// Lua API: fields of mail.message{} where they exist, header names
+// otherwise. scalar marks address fields that were given as one string.
+func mailErrorText(err error, scalar map[string]bool) string {
+	var (
+		ae *message.AddressError
+		te *message.AttachmentError
+		he *message.HeaderError
+	)
+	injection := func(he *message.HeaderError) bool { return errors.Is(he, message.ErrHeaderInjection) }
+	headerText := func(where string, he *message.HeaderError) string {
+		if injection(he) {
+			return where + " " + he.Reason + " (header injection refused)"
+		}
+		return where + ": " + he.Reason
+	}
+	switch {
+	case errors.As(err, &ae):
+		where := fmt.Sprintf("header %q", ae.Field)
+		if f, ok := mailLuaField[ae.Field]; ok {
+			where = fmt.Sprintf("field %q", f)
+			if ae.Index >= 0 && !scalar[f] {
+				where += fmt.Sprintf("[%d]", ae.Index+1)
+			}
+		}
+		if errors.As(ae.Err, &he) {
+			return headerText(where, he)
+		}
+		return fmt.Sprintf("%s: invalid address %q: %s", where, ae.Address, strings.TrimPrefix(ae.Err.Error(), "mail: "))
+	case errors.As(err, &te):
+		list := "attachments"
+		if te.Inline {
+			list = "inline"
+		}
+		where := fmt.Sprintf("field %q[%d]", list, te.Index+1)
+		if errors.As(te.Err, &he) {
+			if injection(he) {
+				return where + ": " + he.Reason + " (header injection refused)"
+			}
+			return where + ": " + he.Reason
+		}
+		return where + ": " + te.Err.Error()
+	case errors.As(err, &he):
+		if f, ok := mailLuaField[he.Name]; ok {
+			return headerText(fmt.Sprintf("field %q", f), he)
+		}
+		return headerText(fmt.Sprintf("header %q", he.Name), he)
+	case errors.Is(err, message.ErrNoFrom):
+		return "field \"from\" is required"
+	}
+	return err.Error()
+}
+
+// mailMessageAsString: m:as_string() -> string
+func mailMessageAsString(L *lua.LState) int {
+	m := checkMessage(L, 1)
+	b, err := m.Bytes()
+	if err != nil {
+		L.RaiseError("mail.message:as_string: %s", mailErrorText(err, nil))
+	}
+	L.Push(lua.LString(b))
+	return 1
+}
+
+// mailMessageSetHeader: m:set_header(name, value)
+func mailMessageSetHeader(L *lua.LState) int {
+	m := checkMessage(L, 1)
+	if err := m.SetHeader(L.CheckString(2), L.CheckString(3)); err != nil {
+		L.RaiseError("mail.message:set_header: %s", mailErrorText(err, nil))
+	}
+	return 0
+}
+
+// mailMessageAddHeader: m:add_header(name, value)
+func mailMessageAddHeader(L *lua.LState) int {
+	m := checkMessage(L, 1)
+	if err := m.AddHeader(L.CheckString(2), L.CheckString(3)); err != nil {
+		L.RaiseError("mail.message:add_header: %s", mailErrorText(err, nil))
+	}
+	return 0
+}
+
+// mailMessageHeader: m:header(name) -> string | nil
+func mailMessageHeader(L *lua.LState) int {
+	m := checkMessage(L, 1)
+	if v := m.Header(L.CheckString(2)); v != "" {
+		L.Push(lua.LString(v))
+	} else {
+		L.Push(lua.LNil)
+	}
+	return 1
+}
+
+// mailMessageAttach: m:attach{path = | content =, filename =, content_type =, cid =}
+// A cid makes the part inline.
+func mailMessageAttach(L *lua.LState, opts *MailOptions) int {
+	m := checkMessage(L, 1)
+	a, inline, msg := mailAttachment(L.CheckTable(2), opts, false)
+	if msg != "" {
+		L.RaiseError("mail.message:attach: %s", msg)
+	}
+	list := &m.Attachments
+	if inline {
+		list = &m.Inline
+	}
+	*list = append(*list, a)
+	if err := m.Validate(); err != nil {
+		// Keep the message as it was: the script may catch the error and
+		// send the message anyway.
+		*list = (*list)[:len(*list)-1]
+		L.RaiseError("mail.message:attach: %s", mailErrorText(err, nil))
+	}
+	return 0
+}
+
+// mailMessageRecipients: m:recipients() -> {addresses...}
+func mailMessageRecipients(L *lua.LState) int {
+	m := checkMessage(L, 1)
+	rcpts, err := m.Recipients()
+	if err != nil {
+		L.RaiseError("mail.message:recipients: %s", mailErrorText(err, nil))
+	}
+	L.Push(mailList(L, rcpts))
+	return 1
+}
+
+// mailMessageEnvelopeFrom: m:envelope_from() -> string
+func mailMessageEnvelopeFrom(L *lua.LState) int {
+	m := checkMessage(L, 1)
+	from, err := m.EnvelopeFrom()
+	if err != nil {
+		L.RaiseError("mail.message:envelope_from: %s", mailErrorText(err, nil))
+	}
+	L.Push(lua.LString(from))
+	return 1
+}
+
+// mailMessageToString: tostring(m) -> `mail.message(subject="...", from="...", recipients=2, attachments=1)`
+func mailMessageToString(L *lua.LState) int {
+	m := checkMessage(L, 1)
+	L.Push(lua.LString(fmt.Sprintf("mail.message(subject=%q, from=%q, recipients=%d, attachments=%d)",
+		m.Subject, m.From, len(m.To)+len(m.Cc)+len(m.Bcc), len(m.Attachments)+len(m.Inline))))
+	return 1
+}
+
+// mailMessageField returns the read-only field key of m, or nil.
+func mailMessageField(L *lua.LState, m *message.Message, key string) lua.LValue {
+	str := func(s string) lua.LValue {
+		if s == "" {
+			return lua.LNil
+		}
+		return lua.LString(s)
+	}
+	switch key {
+	case "subject":
+		return str(m.Subject)
+	case "from":
+		return str(m.From)
+	case "sender":
+		return str(m.Sender)
+	case "text":
+		return str(m.Text)
+	case "html":
+		return str(m.HTML)
+	case "message_id":
+		return str(m.MessageID)
+	case "to":
+		return mailList(L, m.To)
+	case "cc":
+		return mailList(L, m.Cc)
+	case "bcc":
+		return mailList(L, m.Bcc)
+	case "reply_to":
+		return mailList(L, m.ReplyTo)
+	case "date":
+		if m.Date.IsZero() {
+			return lua.LNil
+		}
+		return lua.LNumber(m.Date.Unix())
+	}
+	return lua.LNil
+}
+
+// mailList converts strings to a Lua list.
+func mailList(L *lua.LState, ss []string) *lua.LTable {
+	t := L.CreateTable(len(ss), 0)
+	for _, s := range ss {
+		t.Append(lua.LString(s))
+	}
+	return t
+}
