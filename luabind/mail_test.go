@@ -183,7 +183,17 @@ func TestMailMessageReport(t *testing.T) {
 		t.Error("bcc address written into the message")
 	}
 
-	wantShape := "multipart/mixed(multipart/alternative(text/plain,multipart/related(text/html,image/png)),text/csv,text/plain,text/plain)"
+	// Attachment types are guessed from the file name, and the system's
+	// mime.types may override Go's built-in table.
+	guess := func(name string) string {
+		mt, _, err := mime.ParseMediaType(mime.TypeByExtension(filepath.Ext(name)))
+		if err != nil {
+			return "application/octet-stream"
+		}
+		return mt
+	}
+	wantShape := "multipart/mixed(multipart/alternative(text/plain,multipart/related(text/html,image/png))," +
+		guess("report.csv") + ",text/plain," + guess("日报.txt") + ")"
 	if shape != wantShape {
 		t.Fatalf("shape = %s\nwant    %s", shape, wantShape)
 	}
@@ -191,9 +201,9 @@ func TestMailMessageReport(t *testing.T) {
 		{typ: "text/plain", body: []byte("各位好：\r\n今日共处理邮件 1024 封。\r\n")},
 		{typ: "text/html", body: []byte(`<p>各位好：</p><img src="cid:chart">`)},
 		{typ: "image/png", disp: "inline", filename: "chart.png", cid: "<chart>", body: mailAllBytes()},
-		{typ: "text/csv", disp: "attachment", filename: "report.csv", body: csv},
+		{typ: guess("report.csv"), disp: "attachment", filename: "report.csv", body: csv},
 		{typ: "text/plain", disp: "attachment", filename: "note.txt", body: []byte("remember\x00the\xffbytes")},
-		{typ: "text/plain", disp: "attachment", filename: "日报.txt", body: []byte("第二个附件")},
+		{typ: guess("日报.txt"), disp: "attachment", filename: "日报.txt", body: []byte("第二个附件")},
 	}
 	for i := range want {
 		if !reflect.DeepEqual(leaves[i], want[i]) {

@@ -91,6 +91,14 @@ func checkLines(t *testing.T, raw []byte, maxLine int) {
 		if bytes.ContainsAny(line, "\r\n") {
 			t.Errorf("line %d has a bare CR or LF: %q", i+1, line)
 		}
+		for _, c := range line {
+			if c >= 0x80 {
+				// The output must be 7-bit clean so it can be relayed
+				// without the 8BITMIME extension.
+				t.Errorf("line %d has a non-ASCII byte: %q", i+1, line)
+				break
+			}
+		}
 		if len(line) > maxLine {
 			t.Errorf("line %d is %d octets, want <= %d: %q", i+1, len(line), maxLine, line)
 		}

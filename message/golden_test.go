@@ -32,7 +32,7 @@ func TestGolden(t *testing.T) {
 			To: []string{"a@example.com"}, Subject: "Weekly report with a rather long subject line that needs folding somewhere",
 			Text: "See the chart.", HTML: `<p>See <img src="cid:chart"></p>`,
 			Inline:      []Attachment{{Filename: "chart.png", ContentID: "chart", Content: allBytes()[:100]}},
-			Attachments: []Attachment{{Filename: "日报.csv", Content: []byte("date,count\r\n2026-11-22,1024\r\n")}},
+			Attachments: []Attachment{{Filename: "日报.csv", ContentType: "text/csv", Content: []byte("date,count\r\n2026-11-22,1024\r\n")}},
 			MessageID:   "report-2026-11-22@example.com",
 		}},
 	}

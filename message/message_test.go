@@ -89,7 +89,7 @@ func TestStructureAndRoundTrip(t *testing.T) {
 		{
 			name: "text and attachment",
 			msg: Message{Text: "see attached", Attachments: []Attachment{
-				{Filename: "report.csv", Content: []byte("a,b\n1,2\n")}}},
+				{Filename: "report.csv", ContentType: "text/csv", Content: []byte("a,b\n1,2\n")}}},
 			shape:  "multipart/mixed(text/plain,text/csv)",
 			leaves: []string{"see attached", "a,b\n1,2\n"},
 			ctes:   []string{"7bit", "base64"},
@@ -159,7 +159,9 @@ func TestAttachmentHeaders(t *testing.T) {
 	m := &Message{
 		From: "a@example.com", HTML: "<img src=cid:logo>",
 		Attachments: []Attachment{
-			{Filename: "日报 2026-11-22.csv", Content: []byte("1")},
+			// .pdf and .png are in Go's built-in type table, so the guesses
+			// do not depend on the system's mime.types.
+			{Filename: "日报 2026-11-22.pdf", Content: []byte("1")},
 			{Filename: `we"ird name.txt`, ContentType: "text/plain; charset=iso-8859-1", Content: []byte("2")},
 			{Filename: "mail.eml", Content: []byte("3")},
 			{Content: []byte("4")},
@@ -171,7 +173,7 @@ func TestAttachmentHeaders(t *testing.T) {
 	wants := []want{
 		{"text/html", "", "", ""},
 		{"image/png", "inline", "logo.png", "<logo@example.com>"},
-		{"text/csv", "attachment", "日报 2026-11-22.csv", ""},
+		{"application/pdf", "attachment", "日报 2026-11-22.pdf", ""},
 		{"text/plain", "attachment", `we"ird name.txt`, ""},
 		// message/* may not be base64 encoded, so it is demoted.
 		{"application/octet-stream", "attachment", "mail.eml", ""},
@@ -190,7 +192,7 @@ func TestAttachmentHeaders(t *testing.T) {
 	if got := leaves[3].params["charset"]; got != "iso-8859-1" {
 		t.Errorf("explicit charset parameter = %q, want iso-8859-1", got)
 	}
-	if got := leaves[2].params["name"]; got != "日报 2026-11-22.csv" {
+	if got := leaves[2].params["name"]; got != "日报 2026-11-22.pdf" {
 		t.Errorf("Content-Type name parameter = %q", got)
 	}
 }
