@@ -3,6 +3,7 @@ package luabind
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -18,8 +19,6 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
-
-	"github.com/mailbot/mailbot/message"
 )
 
 var mailTestNow = time.Date(2026, 11, 22, 8, 30, 0, 0, time.FixedZone("CST", 8*3600))
@@ -357,5 +356,30 @@ func TestMailMessageFromGo(t *testing.T) {
 	if got := mailRun(t, L, "", `return m:as_string()`); lua.LVAsString(got[0]) != string(raw) {
 		t.Error("as_string differs from Message.Bytes for the same message")
 	}
-	var _ *message.Message = m
+}
+
+func ExampleNewMailModule() {
+	L := lua.NewState()
+	defer L.Close()
+	L.PreloadModule("mail", NewMailModule(MailOptions{BaseDir: "."}))
+	err := L.DoString(`
+		local mail = require("mail")
+		local m = mail.message{
+		  from = "Reports <reports@example.com>",
+		  to = { "a@example.com" }, bcc = "audit@example.com",
+		  subject = "nightly", text = "All jobs finished.",
+		  attachments = { { filename = "note.txt", content = "ok", content_type = "text/plain" } },
+		  headers = { ["X-Report"] = "daily" },
+		}
+		print(table.concat(m:recipients(), " "))
+		print(m:envelope_from(), m:header("X-Report"))
+		print(m:as_string():find("Bcc:", 1, true) == nil)
+	`)
+	if err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// a@example.com audit@example.com
+	// reports@example.com	daily
+	// true
 }
