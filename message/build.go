@@ -133,7 +133,7 @@ func (m *Message) build(finalize bool) (*built, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h, err = appendField(h, "From", formatAddress(from)); err != nil {
+	if h, err = appendField(h, "From", formatAddress(from, firstBudget("From", 0))); err != nil {
 		return nil, err
 	}
 	if m.Sender != "" {
@@ -141,7 +141,7 @@ func (m *Message) build(finalize bool) (*built, error) {
 		if err != nil {
 			return nil, err
 		}
-		if h, err = appendField(h, "Sender", formatAddress(s)); err != nil {
+		if h, err = appendField(h, "Sender", formatAddress(s, firstBudget("Sender", 0))); err != nil {
 			return nil, err
 		}
 	}
@@ -158,7 +158,7 @@ func (m *Message) build(finalize bool) (*built, error) {
 			if err != nil {
 				return nil, err
 			}
-			strs[i] = formatAddress(a)
+			strs[i] = formatAddress(a, firstBudget(l.key, i))
 		}
 		if l.key == hBcc {
 			// Parsed for validation only: Bcc must never reach the output.

@@ -203,7 +203,7 @@ func (m *Message) setHeader(name, value string, add bool) error {
 			if err := checkAddrSpec(a.Address); err != nil {
 				return &AddressError{Field: key, Index: i, Address: a.Address, Err: err}
 			}
-			strs = append(strs, formatAddress(a))
+			strs = append(strs, formatAddress(a, firstBudget(key, i)))
 		}
 		p := m.addressList(key)
 		if add {
@@ -384,16 +384,24 @@ func parseAddress(key string, index int, s string) (*mail.Address, error) {
 	return a, nil
 }
 
-// formatAddress writes an address for a header. net/mail.Address.String
-// quotes or RFC 2047 encodes the display name as needed; an address without
-// a name is written bare, as most mail software does, rather than in angle
-// brackets.
-func formatAddress(a *mail.Address) string {
-	s := a.String()
-	if a.Name == "" && strings.HasPrefix(s, "<") {
-		s = s[1 : len(s)-1]
+// formatAddress writes an address for a header whose first line has room
+// for first octets. An address without a name is written bare, as most mail
+// software does. net/mail.Address.String quotes ASCII display names and
+// writes the address part; non-ASCII names are written here as encoded-words
+// instead, sized like every other encoded header so the line stays within 78
+// octets (net/mail's words can overrun it after "From: "). The words use only
+// characters RFC 2047 section 5(3) allows in a phrase, and net/mail decodes
+// them back to the same name.
+func formatAddress(a *mail.Address, first int) string {
+	bare := (&mail.Address{Address: a.Address}).String()
+	bare = bare[1 : len(bare)-1]
+	switch {
+	case a.Name == "":
+		return bare
+	case isPlain(a.Name):
+		return a.String()
 	}
-	return s
+	return strings.Join(encodeWords(a.Name, first), " ") + " <" + bare + ">"
 }
 
 // checkAddrSpec refuses internationalised addresses; see errNonASCIIAddress.
@@ -426,4 +434,13 @@ func formatMessageID(id string) (string, error) {
 		}
 	}
 	return "<" + inner + ">", nil
+}
+
+// firstBudget is the room for the first encoded-word of entry i of an
+// address header: only the first entry shares a line with the header name.
+func firstBudget(key string, i int) int {
+	if i > 0 {
+		return maxWordLen
+	}
+	return foldLen - len(key) - 2
 }

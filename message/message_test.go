@@ -293,7 +293,8 @@ func TestAddressFormatting(t *testing.T) {
 	for i, n := range names {
 		to = append(to, (&mail.Address{Name: n, Address: "u" + string(rune('a'+i)) + "@example.com"}).String())
 	}
-	m := &Message{From: "张三 <zs@example.com>", To: to, ReplyTo: []string{"replies@example.com"}, Text: "x"}
+	longName := strings.Repeat("报告机器人", 6)
+	m := &Message{From: longName + " <zs@example.com>", To: to, ReplyTo: []string{"replies@example.com"}, Text: "x"}
 	msg, _ := parseMessage(t, build(t, m), foldLen)
 	got, err := msg.Header.AddressList("To")
 	if err != nil {
@@ -308,7 +309,7 @@ func TestAddressFormatting(t *testing.T) {
 		}
 	}
 	from, err := msg.Header.AddressList("From")
-	if err != nil || len(from) != 1 || from[0].Name != "张三" || from[0].Address != "zs@example.com" {
+	if err != nil || len(from) != 1 || from[0].Name != longName || from[0].Address != "zs@example.com" {
 		t.Errorf("From = %v, %v", from, err)
 	}
 	if got := msg.Header.Get("Reply-To"); got != "replies@example.com" {
