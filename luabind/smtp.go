@@ -1,0 +1,1135 @@
+package luabind
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/mailbot/mailbot/smtp"
+)
+
+// Account is a named SMTP account from the host's configuration. Scripts use
+// it with smtp.connect{ account = "name" } (or smtp.connect() for the
+// default account) and c:login() without arguments, so credentials stay in
+// the host's configuration and out of scripts.
+type Account struct {
+	Host string
+	Port int
+	// TLS is "starttls", "implicit", "none" or "starttls-if-offered"; empty
+	// follows the port.
+	TLS      string
+	Username string
+	// Password returns the secret when login needs it; it is never logged.
+	Password          func() (string, error)
+	From              string
+	Timeout           time.Duration
+	AllowInsecureAuth bool
+	// RootCAs, when set, replaces the system roots for this account (the
+	// embedded dev server's generated certificate, a private CA).
+	RootCAs *x509.CertPool
+}
+
+// SMTPOptions configures the Lua smtp module. The zero value is usable.
+type SMTPOptions struct {
+	// Accounts are the configured accounts; DefaultAccount names the one
+	// smtp.connect() uses without a host.
+	Accounts       map[string]Account
+	DefaultAccount string
+	// Logger receives debug transcripts (debug = true); default
+	// slog.Default().
+	Logger *slog.Logger
+	// NetDialer overrides how connections are made (tests, dry runs).
+	NetDialer interface {
+		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	}
+}
+
+const smtpClientTypeName = "mailbot.smtp.client"
+const smtpErrorTypeName = "mailbot.smtp.error"
+
+// luaClient is the Lua-side state of one SMTP client.
+type luaClient struct {
+	c       *smtp.Client
+	dialer  smtp.Dialer
+	account *Account
+	host    string
+	port    int
+	debug   bool
+	// tlsExplicit records that the script or account chose the TLS mode.
+	tlsExplicit bool
+}
+
+// clientRegistry records the clients each state opened, so the host can
+// close them when a run ends: Lua has no reliable finaliser (no __gc on
+// userdata in gopher-lua), and a script that errors out never reaches
+// c:quit().
+var clientRegistry = struct {
+	sync.Mutex
+	m map[*lua.LState][]*luaClient
+}{m: make(map[*lua.LState][]*luaClient)}
+
+func registerClient(L *lua.LState, lc *luaClient) {
+	clientRegistry.Lock()
+	clientRegistry.m[L] = append(clientRegistry.m[L], lc)
+	clientRegistry.Unlock()
+}
+
+// CloseResources closes every SMTP connection scripts opened in L and
+// forgets them. Hosts call it after each run, whatever its outcome.
+func CloseResources(L *lua.LState) {
+	clientRegistry.Lock()
+	list := clientRegistry.m[L]
+	delete(clientRegistry.m, L)
+	clientRegistry.Unlock()
+	for _, lc := range list {
+		if lc.c != nil {
+			lc.c.Close()
+		}
+	}
+}
+
+// NewSMTPModule returns the loader of the Lua module "smtp", for
+// L.PreloadModule("smtp", luabind.NewSMTPModule(opts)). See docs/lua-api.md
+// for the whole API; in short:
+//
+//	local c = smtp.connect{ host = "smtp.example.com", port = 587, tls = "starttls" }
+//	c:login(user, password)
+//	local refused = c:sendmail(from, { "a@example.com" }, msg)
+//	c:quit()
+//
+// Failures raise a table {kind, code, enhanced, message, recipients, ...}
+// whose kind is the smtplib exception name.
+func NewSMTPModule(opts SMTPOptions) lua.LGFunction {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return func(L *lua.LState) int {
+		registerSMTPTypes(L, &opts)
+		mod := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+			"connect": func(L *lua.LState) int { return smtpConnect(L, &opts) },
+			"new":     func(L *lua.LState) int { return smtpNew(L, &opts) },
+		})
+		L.Push(mod)
+		return 1
+	}
+}
+
+func registerSMTPTypes(L *lua.LState, opts *SMTPOptions) {
+	mt := L.NewTypeMetatable(smtpClientTypeName)
+	methods := map[string]lua.LGFunction{
+		"connect":                func(L *lua.LState) int { return clientConnect(L, opts) },
+		"ehlo":                   clientEhlo,
+		"helo":                   clientHelo,
+		"ehlo_or_helo_if_needed": clientEhloOrHelo,
+		"starttls":               clientStartTLS,
+		"login":                  clientLogin,
+		"sendmail":               clientSendmail,
+		"send_message":           clientSendMessage,
+		"mail":                   clientMail,
+		"rcpt":                   clientRcpt,
+		"data":                   clientData,
+		"docmd":                  clientDocmd,
+		"putcmd":                 clientPutcmd,
+		"getreply":               clientGetreply,
+		"has_extn":               clientHasExtn,
+		"extensions":             clientExtensions,
+		"auth_mechanisms":        clientAuthMechanisms,
+		"verify":                 clientVerify,
+		"expn":                   clientExpn,
+		"help":                   clientHelp,
+		"noop":                   clientNoop,
+		"rset":                   clientRset,
+		"quit":                   clientQuit,
+		"close":                  clientClose,
+		"tls_info":               clientTLSInfo,
+		"set_debuglevel":         clientSetDebuglevel,
+	}
+	L.SetField(mt, "__index", L.SetFuncs(L.NewTable(), methods))
+	L.SetField(mt, "__tostring", L.NewFunction(func(L *lua.LState) int {
+		lc := checkClient(L, 1)
+		state := "not connected"
+		if lc.c != nil {
+			state = "connected"
+			if _, ok := lc.c.TLSConnectionState(); ok {
+				state = "connected, TLS"
+			}
+		}
+		L.Push(lua.LString(fmt.Sprintf("smtp client %s:%d (%s)", lc.host, lc.port, state)))
+		return 1
+	}))
+	emt := L.NewTypeMetatable(smtpErrorTypeName)
+	L.SetField(emt, "__tostring", L.NewFunction(func(L *lua.LState) int {
+		t := L.CheckTable(1)
+		L.Push(lua.LString(L.GetField(t, "kind").String() + ": " + L.GetField(t, "message").String()))
+		return 1
+	}))
+}
+
+func checkClient(L *lua.LState, n int) *luaClient {
+	ud := L.CheckUserData(n)
+	if lc, ok := ud.Value.(*luaClient); ok {
+		return lc
+	}
+	L.ArgError(n, "smtp client expected")
+	return nil
+}
+
+// connected returns the client's connection or raises SMTPServerDisconnected.
+func connected(L *lua.LState, lc *luaClient) *smtp.Client {
+	if lc.c == nil {
+		raiseSMTP(L, &smtp.DisconnectedError{Op: "command", Err: errors.New("not connected; call connect() first")})
+	}
+	return lc.c
+}
+
+func runCtx(L *lua.LState) context.Context {
+	if ctx := L.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
+}
+
+// smtpNew: smtp.new([opts]) -> client, unconnected, for scripts written the
+// smtplib way (c:connect(host, port) follows).
+func smtpNew(L *lua.LState, opts *SMTPOptions) int {
+	lc := &luaClient{}
+	if t, ok := L.Get(1).(*lua.LTable); ok {
+		configureClient(L, opts, lc, t)
+	} else {
+		configureClient(L, opts, lc, L.NewTable())
+	}
+	ud := L.NewUserData()
+	ud.Value = lc
+	L.SetMetatable(ud, L.GetTypeMetatable(smtpClientTypeName))
+	registerClient(L, lc)
+	L.Push(ud)
+	return 1
+}
+
+// smtpConnect: smtp.connect{host=, port=, tls=, ...} -> client, connected.
+func smtpConnect(L *lua.LState, opts *SMTPOptions) int {
+	t := L.OptTable(1, L.NewTable())
+	lc := &luaClient{}
+	configureClient(L, opts, lc, t)
+	ud := L.NewUserData()
+	ud.Value = lc
+	L.SetMetatable(ud, L.GetTypeMetatable(smtpClientTypeName))
+	registerClient(L, lc)
+	dial(L, lc)
+	L.Push(ud)
+	return 1
+}
+
+var connectFields = map[string]bool{
+	"host": true, "port": true, "tls": true, "timeout": true, "local_hostname": true,
+	"ca_file": true, "insecure_skip_verify": true, "allow_insecure_auth": true, "debug": true,
+	"account": true, "lmtp": true, "tls_fingerprint": true, "socket": true,
+}
+
+// configureClient reads connect options into lc.dialer, starting from the
+// named (or default) account when one applies.
+func configureClient(L *lua.LState, opts *SMTPOptions, lc *luaClient, t *lua.LTable) {
+	var bad string
+	t.ForEach(func(k, _ lua.LValue) {
+		if ks, ok := k.(lua.LString); !ok || !connectFields[string(ks)] {
+			if bad == "" {
+				bad = k.String()
+			}
+		}
+	})
+	if bad != "" {
+		L.RaiseError("smtp.connect: unknown option %q (known: host, port, tls, timeout, local_hostname, ca_file, insecure_skip_verify, allow_insecure_auth, debug, account, lmtp, tls_fingerprint, socket)", bad)
+	}
+	d := &lc.dialer
+	d.NetDialer = opts.NetDialer
+	tlsCfg := &tls.Config{}
+
+	accountName := optString(L, t, "account", "")
+	if accountName == "" && L.GetField(t, "host") == lua.LNil && opts.DefaultAccount != "" {
+		accountName = opts.DefaultAccount
+	}
+	if accountName != "" {
+		a, ok := opts.Accounts[accountName]
+		if !ok {
+			L.RaiseError("smtp.connect: unknown account %q (configure it under accounts: in the config file)", accountName)
+		}
+		lc.account = &a
+		lc.host, lc.port = a.Host, a.Port
+		if a.Timeout > 0 {
+			d.Timeout, d.CommandTimeout = a.Timeout, a.Timeout
+		}
+		d.AllowInsecureAuth = a.AllowInsecureAuth
+		if a.RootCAs != nil {
+			tlsCfg.RootCAs = a.RootCAs
+		}
+	}
+	if h := optString(L, t, "host", ""); h != "" {
+		lc.host = h
+	}
+	if lc.host == "" && L.GetField(t, "socket") == lua.LNil {
+		lc.host = "localhost"
+	}
+	if v := L.GetField(t, "port"); v != lua.LNil {
+		n, ok := v.(lua.LNumber)
+		if !ok || n < 1 || n > 65535 {
+			L.RaiseError("smtp.connect: port must be a number from 1 to 65535")
+		}
+		lc.port = int(n)
+	}
+	tlsName := optString(L, t, "tls", "")
+	if tlsName == "" && lc.account != nil {
+		tlsName = lc.account.TLS
+	}
+	switch {
+	case tlsName != "":
+		m, err := smtp.ParseTLSMode(tlsName)
+		if err != nil {
+			L.RaiseError("smtp.connect: %s", strings.TrimPrefix(err.Error(), "smtp: "))
+		}
+		d.TLS = m
+		lc.tlsExplicit = true
+	case lc.port == 465:
+		d.TLS = smtp.TLSImplicit
+	default:
+		// 587 and anything else: STARTTLS required, the safe default.
+		d.TLS = smtp.TLSStartTLS
+	}
+	if lc.port == 0 {
+		switch d.TLS {
+		case smtp.TLSImplicit:
+			lc.port = 465
+		case smtp.TLSNone:
+			lc.port = 25
+		default:
+			lc.port = 587
+		}
+	}
+	if v := L.GetField(t, "timeout"); v != lua.LNil {
+		n, ok := v.(lua.LNumber)
+		if !ok || n <= 0 {
+			L.RaiseError("smtp.connect: timeout must be a positive number of seconds")
+		}
+		to := time.Duration(float64(n) * float64(time.Second))
+		d.Timeout, d.CommandTimeout, d.DataTimeout = to, to, to
+	}
+	if d.Timeout == 0 {
+		d.Timeout, d.CommandTimeout = 30*time.Second, 30*time.Second
+	}
+	d.LocalName = optString(L, t, "local_hostname", "")
+	if f := optString(L, t, "ca_file", ""); f != "" {
+		pem, err := os.ReadFile(ResolvePath(L, f))
+		if err != nil {
+			L.RaiseError("smtp.connect: ca_file: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			L.RaiseError("smtp.connect: ca_file %s holds no PEM certificate", f)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if optBool(L, t, "insecure_skip_verify", false) {
+		tlsCfg.InsecureSkipVerify = true
+	}
+	if v := L.GetField(t, "allow_insecure_auth"); v != lua.LNil {
+		d.AllowInsecureAuth = lua.LVAsBool(v)
+	}
+	if fp := optString(L, t, "tls_fingerprint", ""); fp != "" {
+		pin, err := smtp.ParseFingerprint(fp)
+		if err != nil {
+			L.RaiseError("smtp.connect: tls_fingerprint: %s", strings.TrimPrefix(err.Error(), "smtp: "))
+		}
+		d.TLSFingerprints = [][32]byte{pin}
+	}
+	d.LMTP = optBool(L, t, "lmtp", false)
+	d.TLSConfig = tlsCfg
+	if optBool(L, t, "debug", false) {
+		lc.debug = true
+		d.Debug = &transcriptLog{logger: opts.Logger, script: scriptName(L)}
+	}
+	if s := optString(L, t, "socket", ""); s != "" {
+		lc.host = s
+		lc.port = 0
+	}
+}
+
+func optString(L *lua.LState, t *lua.LTable, key, def string) string {
+	v := L.GetField(t, key)
+	if v == lua.LNil {
+		return def
+	}
+	s, ok := v.(lua.LString)
+	if !ok {
+		L.RaiseError("smtp.connect: %s must be a string, got %s", key, v.Type())
+	}
+	return string(s)
+}
+
+func optBool(L *lua.LState, t *lua.LTable, key string, def bool) bool {
+	v := L.GetField(t, key)
+	if v == lua.LNil {
+		return def
+	}
+	b, ok := v.(lua.LBool)
+	if !ok {
+		L.RaiseError("smtp.connect: %s must be a boolean, got %s", key, v.Type())
+	}
+	return bool(b)
+}
+
+// scriptName returns the running chunk's name for log records.
+func scriptName(L *lua.LState) string {
+	if v := L.GetGlobal("mailbot"); v != lua.LNil {
+		if t, ok := v.(*lua.LTable); ok {
+			if s, ok := L.GetField(t, "script").(lua.LString); ok {
+				return string(s)
+			}
+		}
+	}
+	return ""
+}
+
+// dial connects lc as configured, raising on failure.
+func dial(L *lua.LState, lc *luaClient) {
+	if lc.c != nil {
+		lc.c.Close()
+		lc.c = nil
+	}
+	var (
+		c   *smtp.Client
+		err error
+	)
+	if lc.port == 0 { // a Unix socket path
+		c, err = lc.dialer.DialUnix(runCtx(L), lc.host)
+	} else {
+		c, err = lc.dialer.Dial(runCtx(L), net.JoinHostPort(lc.host, strconv.Itoa(lc.port)))
+	}
+	if err != nil {
+		raiseSMTP(L, err)
+	}
+	lc.c = c
+}
+
+// clientConnect: c:connect([host [, port]]) -> code, text of the greeting.
+func clientConnect(L *lua.LState, opts *SMTPOptions) int {
+	lc := checkClient(L, 1)
+	if L.GetTop() >= 2 {
+		host := L.CheckString(2)
+		if h, p, err := net.SplitHostPort(host); err == nil && L.GetTop() < 3 {
+			host = h
+			n, _ := strconv.Atoi(p)
+			lc.port = n
+		}
+		lc.host = host
+	}
+	if L.GetTop() >= 3 {
+		lc.port = L.CheckInt(3)
+	}
+	// smtplib's connect does no TLS: the script calls starttls() itself.
+	// Implicit TLS (port 465 or tls = "implicit") must happen before the
+	// greeting, so connect does that one.
+	if lc.port == 465 && !lc.tlsExplicit {
+		lc.dialer.TLS = smtp.TLSImplicit
+	}
+	if lc.dialer.TLS != smtp.TLSImplicit {
+		lc.dialer.TLS = smtp.TLSNone
+	}
+	dial(L, lc)
+	return pushReply(L, lc.c.Greeting())
+}
+
+func pushReply(L *lua.LState, r smtp.Reply) int {
+	L.Push(lua.LNumber(r.Code))
+	L.Push(lua.LString(r.Text()))
+	return 2
+}
+
+// replyOrRaise returns code, text for well-formed replies, negative ones
+// included (smtplib's ehlo, verify, noop... do not raise on them), and
+// raises on transport and protocol failures.
+func replyOrRaise(L *lua.LState, r smtp.Reply, err error) int {
+	var se *smtp.SMTPError
+	if err != nil && !(errors.As(err, &se) && r.Code != 0) {
+		raiseSMTP(L, err)
+	}
+	return pushReply(L, r)
+}
+
+// clientEhlo: c:ehlo([name]) -> code, text
+func clientEhlo(L *lua.LState) int {
+	lc := checkClient(L, 1)
+	c := connected(L, lc)
+	if n := L.OptString(2, ""); n != "" {
+		c.LocalName = n
+	}
+	r, err := c.Ehlo(runCtx(L))
+	return replyOrRaise(L, r, err)
+}
+
+// clientHelo: c:helo([name]) -> code, text
+func clientHelo(L *lua.LState) int {
+	lc := checkClient(L, 1)
+	c := connected(L, lc)
+	if n := L.OptString(2, ""); n != "" {
+		c.LocalName = n
+	}
+	r, err := c.Helo(runCtx(L))
+	return replyOrRaise(L, r, err)
+}
+
+// clientEhloOrHelo: c:ehlo_or_helo_if_needed(); raises SMTPHeloError.
+func clientEhloOrHelo(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	if err := c.EhloOrHeloIfNeeded(runCtx(L)); err != nil {
+		raiseSMTP(L, err)
+	}
+	return 0
+}
+
+// clientStartTLS: c:starttls([{ ca_file=, insecure_skip_verify= }]) -> code, text.
+// On a connection already encrypted by connect it does nothing and returns
+// 220, so the seeds' flow runs unchanged after smtp.connect{tls="starttls"}.
+func clientStartTLS(L *lua.LState) int {
+	lc := checkClient(L, 1)
+	c := connected(L, lc)
+	if _, ok := c.TLSConnectionState(); ok {
+		L.Push(lua.LNumber(220))
+		L.Push(lua.LString("TLS already active"))
+		return 2
+	}
+	cfg := lc.dialer.TLSConfig
+	if t, ok := L.Get(2).(*lua.LTable); ok {
+		cfg = cfg.Clone()
+		if f := optString(L, t, "ca_file", ""); f != "" {
+			pem, err := os.ReadFile(ResolvePath(L, f))
+			if err != nil {
+				L.RaiseError("starttls: ca_file: %v", err)
+			}
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			cfg.RootCAs = pool
+		}
+		if optBool(L, t, "insecure_skip_verify", false) {
+			cfg.InsecureSkipVerify = true
+		}
+	}
+	if err := c.StartTLS(runCtx(L), cfg); err != nil {
+		raiseSMTP(L, err)
+	}
+	L.Push(lua.LNumber(220))
+	L.Push(lua.LString("TLS established"))
+	return 2
+}
+
+// clientLogin: c:login([user, password [, { mechanism = "PLAIN" }]]) -> 235.
+// Without user and password it uses the account's credentials.
+func clientLogin(L *lua.LState) int {
+	lc := checkClient(L, 1)
+	c := connected(L, lc)
+	user, pass := L.OptString(2, ""), L.OptString(3, "")
+	if L.GetTop() < 2 || L.Get(2) == lua.LNil {
+		if lc.account == nil || lc.account.Username == "" {
+			L.RaiseError("login: no user name given and the connection has no account with a username")
+		}
+		user = lc.account.Username
+		if lc.account.Password != nil {
+			p, err := lc.account.Password()
+			if err != nil {
+				L.RaiseError("login: password for account user %q: %v", user, err)
+			}
+			pass = p
+		}
+	}
+	ctx := runCtx(L)
+	var err error
+	if t, ok := L.Get(4).(*lua.LTable); ok && L.GetField(t, "mechanism") != lua.LNil {
+		var mech smtp.Mechanism
+		switch name := strings.ToUpper(L.GetField(t, "mechanism").String()); name {
+		case "PLAIN":
+			mech = smtp.PlainAuth("", user, pass)
+		case "LOGIN":
+			mech = smtp.LoginAuth(user, pass)
+		case "CRAM-MD5":
+			mech = smtp.CRAMMD5Auth(user, pass)
+		case "XOAUTH2":
+			mech = smtp.XOAuth2Auth(user, pass)
+		case "SCRAM-SHA-256":
+			mech = smtp.ScramSHA256Auth(user, pass)
+		default:
+			L.RaiseError("login: unknown mechanism %q (PLAIN, LOGIN, CRAM-MD5, XOAUTH2, SCRAM-SHA-256)", name)
+		}
+		err = c.Auth(ctx, mech)
+	} else {
+		err = c.Login(ctx, user, pass)
+	}
+	if err != nil {
+		raiseSMTP(L, err)
+	}
+	L.Push(lua.LNumber(235))
+	L.Push(lua.LString("authentication succeeded"))
+	return 2
+}
+
+// stringList accepts a string or a list of strings.
+func stringList(L *lua.LState, n int, what string) []string {
+	switch v := L.Get(n).(type) {
+	case lua.LString:
+		return []string{string(v)}
+	case *lua.LTable:
+		out := make([]string, 0, v.Len())
+		for i := 1; i <= v.Len(); i++ {
+			s, ok := v.RawGetInt(i).(lua.LString)
+			if !ok {
+				L.ArgError(n, fmt.Sprintf("%s[%d] must be a string", what, i))
+			}
+			out = append(out, string(s))
+		}
+		return out
+	case *lua.LNilType:
+		return nil
+	}
+	L.ArgError(n, what+" must be a string or a list of strings")
+	return nil
+}
+
+// sendOptions reads { mail_options = {...}, rcpt_options = {...} | {addr = {...}} , dsn = {...} }.
+func sendOptions(L *lua.LState, n int) *smtp.SendOptions {
+	t, ok := L.Get(n).(*lua.LTable)
+	if !ok {
+		if L.Get(n) != lua.LNil {
+			L.ArgError(n, "options table expected")
+		}
+		return nil
+	}
+	o := &smtp.SendOptions{}
+	tableStrings := func(v lua.LValue, what string) []string {
+		tt, ok := v.(*lua.LTable)
+		if !ok {
+			L.RaiseError("%s must be a list of strings", what)
+		}
+		var out []string
+		for i := 1; i <= tt.Len(); i++ {
+			out = append(out, tt.RawGetInt(i).String())
+		}
+		return out
+	}
+	if v := L.GetField(t, "mail_options"); v != lua.LNil {
+		o.MailParams = tableStrings(v, "mail_options")
+	}
+	if v := L.GetField(t, "rcpt_options"); v != lua.LNil {
+		tt, ok := v.(*lua.LTable)
+		if !ok {
+			L.RaiseError("rcpt_options must be a table")
+		}
+		o.RcptParams = tableStrings(tt, "rcpt_options")
+		tt.ForEach(func(k, val lua.LValue) {
+			if ks, ok := k.(lua.LString); ok {
+				if o.RcptParamsFor == nil {
+					o.RcptParamsFor = map[string][]string{}
+				}
+				o.RcptParamsFor[string(ks)] = tableStrings(val, "rcpt_options["+string(ks)+"]")
+			}
+		})
+	}
+	if v := L.GetField(t, "dsn"); v != lua.LNil {
+		dt, ok := v.(*lua.LTable)
+		if !ok {
+			L.RaiseError("dsn must be a table")
+		}
+		d := &smtp.DSN{}
+		if s := L.GetField(dt, "ret"); s != lua.LNil {
+			d.Return = s.String()
+		}
+		if s := L.GetField(dt, "envid"); s != lua.LNil {
+			d.EnvelopeID = s.String()
+		}
+		switch nv := L.GetField(dt, "notify").(type) {
+		case lua.LString:
+			d.Notify = strings.Split(string(nv), ",")
+		case *lua.LTable:
+			d.Notify = tableStrings(nv, "dsn.notify")
+		}
+		if nf, ok := L.GetField(dt, "notify_for").(*lua.LTable); ok {
+			d.NotifyFor = map[string][]string{}
+			nf.ForEach(func(k, val lua.LValue) {
+				if s, ok := val.(lua.LString); ok {
+					d.NotifyFor[k.String()] = strings.Split(string(s), ",")
+				} else {
+					d.NotifyFor[k.String()] = tableStrings(val, "dsn.notify_for")
+				}
+			})
+		}
+		d.OriginalRecipient = lua.LVAsBool(L.GetField(dt, "orcpt"))
+		o.DSN = d
+	}
+	return o
+}
+
+// messageBytes accepts a string or a mail.message. A string costs one copy
+// (Lua strings are immutable, the client needs bytes); a message is
+// rendered once.
+func messageBytes(L *lua.LState, n int) []byte {
+	switch v := L.Get(n).(type) {
+	case lua.LString:
+		return []byte(v)
+	default:
+		if m, ok := messageFromValue(v); ok {
+			b, err := m.Bytes()
+			if err != nil {
+				L.RaiseError("sendmail: building the message: %v", err)
+			}
+			return b
+		}
+	}
+	L.ArgError(n, "message must be a string or a mail.message")
+	return nil
+}
+
+// clientSendmail: c:sendmail(from, to, msg [, opts]) -> refused
+// refused maps each refused address to { code, message, enhanced, temporary };
+// empty when every recipient accepted. Raises when all are refused.
+func clientSendmail(L *lua.LState) int {
+	lc := checkClient(L, 1)
+	c := connected(L, lc)
+	from := L.CheckString(2)
+	to := stringList(L, 3, "to")
+	msg := messageBytes(L, 4)
+	refused, err := c.SendMail(runCtx(L), from, to, msg, sendOptions(L, 5))
+	if err != nil {
+		raiseSMTP(L, err)
+	}
+	L.Push(refusalsTable(L, refused))
+	return 1
+}
+
+// clientSendMessage: c:send_message(m [, { from=, to=, mail_options=, ... }]) -> refused
+// The envelope comes from the message (Sender or From; To, Cc and Bcc),
+// like smtplib's send_message; from/to in the options override it.
+func clientSendMessage(L *lua.LState) int {
+	lc := checkClient(L, 1)
+	c := connected(L, lc)
+	m := checkMessage(L, 2)
+	from, err := m.EnvelopeFrom()
+	if err != nil {
+		L.RaiseError("send_message: %v", err)
+	}
+	to, err := m.Recipients()
+	if err != nil {
+		L.RaiseError("send_message: %v", err)
+	}
+	if t, ok := L.Get(3).(*lua.LTable); ok {
+		if v := L.GetField(t, "from"); v != lua.LNil {
+			from = v.String()
+		}
+		if v := L.GetField(t, "to"); v != lua.LNil {
+			L.Push(v)
+			to = stringList(L, L.GetTop(), "to")
+			L.Pop(1)
+		}
+	}
+	b, err := m.Bytes()
+	if err != nil {
+		L.RaiseError("send_message: building the message: %v", err)
+	}
+	refused, err := c.SendMail(runCtx(L), from, to, b, sendOptions(L, 3))
+	if err != nil {
+		raiseSMTP(L, err)
+	}
+	L.Push(refusalsTable(L, refused))
+	return 1
+}
+
+func refusalsTable(L *lua.LState, r smtp.Refusals) *lua.LTable {
+	t := L.NewTable()
+	for addr, e := range r {
+		t.RawSetString(addr, smtpErrorFields(L, e))
+	}
+	return t
+}
+
+func smtpErrorFields(L *lua.LState, e *smtp.SMTPError) *lua.LTable {
+	t := L.NewTable()
+	t.RawSetString("code", lua.LNumber(e.Code))
+	t.RawSetString("message", lua.LString(e.Message))
+	if !e.Enhanced.IsZero() {
+		t.RawSetString("enhanced", lua.LString(e.Enhanced.String()))
+	}
+	t.RawSetString("temporary", lua.LBool(e.Temporary()))
+	return t
+}
+
+// paramList reads an optional list of ESMTP parameters at n.
+func paramList(L *lua.LState, n int) []string {
+	if L.Get(n) == lua.LNil {
+		return nil
+	}
+	return stringList(L, n, "options")
+}
+
+// clientMail: c:mail(from [, options]) -> code, text (like smtplib, no raise on refusal)
+func clientMail(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	err := c.Mail(runCtx(L), L.CheckString(2), paramList(L, 3)...)
+	return codeTextOf(L, err, 250, "ok")
+}
+
+// clientRcpt: c:rcpt(to [, options]) -> code, text
+func clientRcpt(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	err := c.Rcpt(runCtx(L), L.CheckString(2), paramList(L, 3)...)
+	return codeTextOf(L, err, 250, "ok")
+}
+
+// codeTextOf pushes the code and text of a refusal, or the success values;
+// errors other than refusals raise.
+func codeTextOf(L *lua.LState, err error, okCode int, okText string) int {
+	var se *smtp.SMTPError
+	if err == nil {
+		L.Push(lua.LNumber(okCode))
+		L.Push(lua.LString(okText))
+		return 2
+	}
+	var ns *smtp.NotSupportedError
+	if errors.As(err, &se) && !errors.As(err, &ns) {
+		L.Push(lua.LNumber(se.Code))
+		L.Push(lua.LString(se.Message))
+		return 2
+	}
+	raiseSMTP(L, err)
+	return 0
+}
+
+// clientData: c:data(msg) -> code, text; raises SMTPDataError on refusal.
+func clientData(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	msg := messageBytes(L, 2)
+	w, err := c.Data(runCtx(L))
+	if err != nil {
+		raiseSMTP(L, err)
+	}
+	if _, err := w.Write(msg); err != nil {
+		raiseSMTP(L, err)
+	}
+	if err := w.Close(); err != nil {
+		raiseSMTP(L, err)
+	}
+	L.Push(lua.LNumber(250))
+	L.Push(lua.LString("ok"))
+	return 2
+}
+
+// commandLine joins cmd and args like smtplib's putcmd.
+func commandLine(L *lua.LState) string {
+	cmd := L.CheckString(2)
+	if args := L.OptString(3, ""); args != "" {
+		return cmd + " " + args
+	}
+	return cmd
+}
+
+// clientDocmd: c:docmd(cmd [, args]) -> code, text; never raises on a reply code.
+func clientDocmd(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	r, err := c.DoCmd(runCtx(L), commandLine(L))
+	if err != nil {
+		raiseSMTP(L, err)
+	}
+	return pushReply(L, r)
+}
+
+// clientPutcmd: c:putcmd(cmd [, args]) sends without reading the reply.
+func clientPutcmd(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	if err := c.PutCmd(runCtx(L), commandLine(L)); err != nil {
+		raiseSMTP(L, err)
+	}
+	return 0
+}
+
+// clientGetreply: c:getreply() -> code, text
+func clientGetreply(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	r, err := c.GetReply(runCtx(L))
+	if err != nil {
+		raiseSMTP(L, err)
+	}
+	return pushReply(L, r)
+}
+
+// clientHasExtn: c:has_extn(name) -> bool (case-insensitive)
+func clientHasExtn(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	L.Push(lua.LBool(c.HasExtension(L.CheckString(2))))
+	return 1
+}
+
+// clientExtensions: c:extensions() -> { NAME = params, ... }
+func clientExtensions(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	t := L.NewTable()
+	for k, v := range c.Extensions() {
+		t.RawSetString(k, lua.LString(v))
+	}
+	L.Push(t)
+	return 1
+}
+
+// clientAuthMechanisms: c:auth_mechanisms() -> { "PLAIN", ... }
+func clientAuthMechanisms(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	t := L.NewTable()
+	for _, m := range c.AuthMechanisms() {
+		t.Append(lua.LString(m))
+	}
+	L.Push(t)
+	return 1
+}
+
+// clientVerify: c:verify(addr) -> code, text
+func clientVerify(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	r, err := c.Verify(runCtx(L), L.CheckString(2))
+	return replyOrRaise(L, r, err)
+}
+
+// clientExpn: c:expn(list) -> code, text
+func clientExpn(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	r, err := c.Expn(runCtx(L), L.CheckString(2))
+	return replyOrRaise(L, r, err)
+}
+
+// clientHelp: c:help([topic]) -> code, text
+func clientHelp(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	r, err := c.Help(runCtx(L), L.OptString(2, ""))
+	return replyOrRaise(L, r, err)
+}
+
+// clientNoop: c:noop() -> code, text
+func clientNoop(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	r, err := c.Noop(runCtx(L))
+	return replyOrRaise(L, r, err)
+}
+
+// clientRset: c:rset() -> code, text
+func clientRset(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	r, err := c.Reset(runCtx(L))
+	return replyOrRaise(L, r, err)
+}
+
+// clientQuit: c:quit() -> code, text; the connection is closed afterwards.
+// Quitting a closed connection does nothing.
+func clientQuit(L *lua.LState) int {
+	lc := checkClient(L, 1)
+	if lc.c == nil {
+		return 0
+	}
+	r, err := lc.c.Quit(runCtx(L))
+	lc.c = nil
+	if err != nil && r.Code == 0 {
+		// The session ended badly; there is nothing left to close.
+		return 0
+	}
+	return pushReply(L, r)
+}
+
+// clientClose: c:close() closes without QUIT; safe to repeat.
+func clientClose(L *lua.LState) int {
+	lc := checkClient(L, 1)
+	if lc.c != nil {
+		lc.c.Close()
+		lc.c = nil
+	}
+	return 0
+}
+
+// clientTLSInfo: c:tls_info() -> { version, cipher, server_name, peer = { {subject, issuer, not_after, sha256}, ... } } or nil
+func clientTLSInfo(L *lua.LState) int {
+	c := connected(L, checkClient(L, 1))
+	st, ok := c.TLSConnectionState()
+	if !ok {
+		L.Push(lua.LNil)
+		return 1
+	}
+	t := L.NewTable()
+	t.RawSetString("version", lua.LString(tls.VersionName(st.Version)))
+	t.RawSetString("cipher", lua.LString(tls.CipherSuiteName(st.CipherSuite)))
+	t.RawSetString("server_name", lua.LString(st.ServerName))
+	peers := L.NewTable()
+	for _, cert := range st.PeerCertificates {
+		ct := L.NewTable()
+		ct.RawSetString("subject", lua.LString(cert.Subject.String()))
+		ct.RawSetString("issuer", lua.LString(cert.Issuer.String()))
+		ct.RawSetString("not_after", lua.LNumber(cert.NotAfter.Unix()))
+		ct.RawSetString("sha256", lua.LString(smtp.FormatFingerprint(smtp.CertificateFingerprint(cert))))
+		peers.Append(ct)
+	}
+	t.RawSetString("peer", peers)
+	L.Push(t)
+	return 1
+}
+
+// clientSetDebuglevel: c:set_debuglevel(n): 0 off, 1 transcript, 2 also message bodies.
+func clientSetDebuglevel(L *lua.LState) int {
+	lc := checkClient(L, 1)
+	lvl := L.CheckInt(2)
+	if lc.c == nil {
+		return 0
+	}
+	if lvl <= 0 {
+		lc.c.SetDebug(nil, false)
+		return 0
+	}
+	w, ok := lc.dialer.Debug.(*transcriptLog)
+	if !ok {
+		w = &transcriptLog{logger: slog.Default(), script: scriptName(L)}
+	}
+	lc.c.SetDebug(w, lvl >= 2)
+	return 0
+}
+
+// transcriptLog turns transcript lines into log records.
+type transcriptLog struct {
+	logger *slog.Logger
+	script string
+	buf    []byte
+}
+
+func (t *transcriptLog) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	for {
+		i := strings.IndexByte(string(t.buf), '\n')
+		if i < 0 {
+			break
+		}
+		line := string(t.buf[:i])
+		t.buf = t.buf[i+1:]
+		attrs := []any{"line", line}
+		if t.script != "" {
+			attrs = append(attrs, "script", t.script)
+		}
+		t.logger.Info("smtp transcript", attrs...)
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*transcriptLog)(nil)
+
+// SMTPErrorKind returns the Lua error kind of err: the name of the smtplib
+// exception it corresponds to, or "timeout", "tls", "ValueError",
+// "cancelled".
+func SMTPErrorKind(err error) string {
+	var (
+		rr *smtp.RecipientsRefusedError
+		sr *smtp.SenderRefusedError
+		de *smtp.DataError
+		he *smtp.HeloError
+		ae *smtp.AuthError
+		ns *smtp.NotSupportedError
+		te *smtp.TLSError
+		ce *smtp.ConnectError
+		dc *smtp.DisconnectedError
+		pe *smtp.ProtocolError
+		se *smtp.SMTPError
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	case smtp.IsTimeout(err):
+		return "timeout"
+	case errors.As(err, &te):
+		return "tls"
+	case errors.As(err, &rr):
+		return "SMTPRecipientsRefused"
+	case errors.As(err, &sr):
+		return "SMTPSenderRefused"
+	case errors.As(err, &de):
+		return "SMTPDataError"
+	case errors.As(err, &he):
+		return "SMTPHeloError"
+	case errors.As(err, &ae):
+		return "SMTPAuthenticationError"
+	case errors.As(err, &ns):
+		return "SMTPNotSupportedError"
+	case errors.As(err, &ce):
+		return "SMTPConnectError"
+	case errors.As(err, &dc), errors.As(err, &pe), errors.Is(err, smtp.ErrClosed):
+		return "SMTPServerDisconnected"
+	case errors.As(err, &se):
+		return "SMTPResponseException"
+	case strings.Contains(err.Error(), "injection"):
+		return "ValueError"
+	}
+	return "SMTPException"
+}
+
+// raiseSMTP raises err as a structured Lua error table.
+func raiseSMTP(L *lua.LState, err error) {
+	t := L.NewTable()
+	t.RawSetString("kind", lua.LString(SMTPErrorKind(err)))
+	t.RawSetString("message", lua.LString(strings.TrimPrefix(err.Error(), "smtp: ")))
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		t.RawSetString("code", lua.LNumber(se.Code))
+		if !se.Enhanced.IsZero() {
+			t.RawSetString("enhanced", lua.LString(se.Enhanced.String()))
+		}
+		t.RawSetString("command", lua.LString(se.Command))
+		t.RawSetString("temporary", lua.LBool(se.Temporary()))
+	}
+	var rr *smtp.RecipientsRefusedError
+	if errors.As(err, &rr) {
+		t.RawSetString("recipients", refusalsTable(L, rr.Recipients))
+		t.RawSetString("temporary", lua.LBool(len(rr.Recipients.Permanent()) == 0))
+	}
+	var sr *smtp.SenderRefusedError
+	if errors.As(err, &sr) {
+		t.RawSetString("sender", lua.LString(sr.Sender))
+	}
+	var uo *smtp.UnknownOutcomeError
+	if errors.As(err, &uo) {
+		t.RawSetString("may_be_delivered", lua.LTrue)
+	}
+	if where := L.Where(1); where != "" {
+		t.RawSetString("where", lua.LString(strings.TrimSuffix(where, ":")))
+	}
+	L.SetMetatable(t, L.GetTypeMetatable(smtpErrorTypeName))
+	L.Error(t, 0)
+}
+
+// DescribeError renders a script error for logs and terminals. Errors
+// raised as tables (the smtp module's structured errors) read
+// "kind: message" instead of gopher-lua's "table: 0x...".
+func DescribeError(err error) string {
+	var ae *lua.ApiError
+	if !errors.As(err, &ae) {
+		return err.Error()
+	}
+	t, ok := ae.Object.(*lua.LTable)
+	if !ok {
+		return err.Error()
+	}
+	kind, msg := t.RawGetString("kind"), t.RawGetString("message")
+	if kind == lua.LNil && msg == lua.LNil {
+		return err.Error()
+	}
+	s := kind.String() + ": " + msg.String()
+	if where, ok := t.RawGetString("where").(lua.LString); ok && where != "" {
+		s = string(where) + ": " + s
+	}
+	return s
+}
