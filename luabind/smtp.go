@@ -50,10 +50,26 @@ type SMTPOptions struct {
 	// Logger receives debug transcripts (debug = true); default
 	// slog.Default().
 	Logger *slog.Logger
-	// NetDialer overrides how connections are made (tests, dry runs).
+	// NetDialer overrides how connections are made (tests).
 	NetDialer interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	}
+	// DryRun, when set, sends every connection to a local capture server
+	// instead of the requested host, so nothing leaves the machine.
+	DryRun *DryRun
+}
+
+// DryRun describes the local capture server of a dry run (the CLI's
+// --dry-run starts one and stores what it receives).
+type DryRun struct {
+	// Addr is the capture server's TCP address.
+	Addr string
+	// RootCAs trusts the capture server's certificate, which is valid for
+	// "localhost"; certificate pins are ignored in a dry run.
+	RootCAs *x509.CertPool
+	// Transcript, if set, returns a writer for the SMTP transcript of a
+	// connection the script meant for host:port.
+	Transcript func(hostport string) io.Writer
 }
 
 const smtpClientTypeName = "mailbot.smtp.client"
@@ -69,6 +85,7 @@ type luaClient struct {
 	debug   bool
 	// tlsExplicit records that the script or account chose the TLS mode.
 	tlsExplicit bool
+	dryRun      *DryRun
 }
 
 // clientRegistry records the clients each state opened, so the host can
@@ -362,6 +379,7 @@ func configureClient(L *lua.LState, opts *SMTPOptions, lc *luaClient, t *lua.LTa
 		lc.host = s
 		lc.port = 0
 	}
+	lc.dryRun = opts.DryRun
 }
 
 func optString(L *lua.LState, t *lua.LTable, key, def string) string {
@@ -410,10 +428,28 @@ func dial(L *lua.LState, lc *luaClient) {
 		c   *smtp.Client
 		err error
 	)
-	if lc.port == 0 { // a Unix socket path
+	target := net.JoinHostPort(lc.host, strconv.Itoa(lc.port))
+	switch {
+	case lc.dryRun != nil:
+		d := lc.dialer // a copy: the script's settings stay as they were
+		d.TLSConfig = d.TLSConfig.Clone()
+		d.TLSConfig.RootCAs, d.TLSConfig.ServerName, d.TLSConfig.InsecureSkipVerify = lc.dryRun.RootCAs, "localhost", false
+		d.TLSFingerprints = nil
+		d.LMTP = false
+		if lc.dryRun.Transcript != nil {
+			if w := lc.dryRun.Transcript(target); w != nil {
+				if d.Debug != nil {
+					d.Debug = io.MultiWriter(d.Debug, w)
+				} else {
+					d.Debug = w
+				}
+			}
+		}
+		c, err = d.Dial(runCtx(L), lc.dryRun.Addr)
+	case lc.port == 0: // a Unix socket path
 		c, err = lc.dialer.DialUnix(runCtx(L), lc.host)
-	} else {
-		c, err = lc.dialer.Dial(runCtx(L), net.JoinHostPort(lc.host, strconv.Itoa(lc.port)))
+	default:
+		c, err = lc.dialer.Dial(runCtx(L), target)
 	}
 	if err != nil {
 		raiseSMTP(L, err)
@@ -545,6 +581,11 @@ func clientLogin(L *lua.LState) int {
 		user = lc.account.Username
 		if lc.account.Password != nil {
 			p, err := lc.account.Password()
+			if err != nil && lc.dryRun != nil {
+				// A dry run may happen where the secret is not set;
+				// the capture server accepts any password.
+				p, err = "dry-run", nil
+			}
 			if err != nil {
 				L.RaiseError("login: password for account user %q: %v", user, err)
 			}
