@@ -72,6 +72,9 @@ type Options struct {
 	// Location is the time module's zone when a call names none;
 	// default time.Local.
 	Location *time.Location
+	// SMTP configures the smtp module: accounts, transcript logger, dry run.
+	// Its Logger defaults to Logger.
+	SMTP SMTPOptions
 	// Modules are extra host modules, preloaded for require() under their
 	// map keys. An entry replaces a toolbox module of the same name.
 	Modules map[string]lua.LGFunction
@@ -90,6 +93,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.SMTP.Logger == nil {
+		o.SMTP.Logger = o.Logger
 	}
 	if o.Getenv == nil {
 		o.Getenv = os.LookupEnv
@@ -151,7 +157,8 @@ func NewState(opts Options) *lua.LState {
 	L.PreloadModule("env", openEnv(&o))
 
 	// mailbot modules: smtp, mail
-	// (the Lua bindings over the smtp package are preloaded here)
+	L.PreloadModule("smtp", NewSMTPModule(o.SMTP))
+	L.PreloadModule("mail", NewMailModule(MailOptions{BaseDir: o.BaseDir, Now: o.Now}))
 
 	names := make([]string, 0, len(o.Modules))
 	for name := range o.Modules {
