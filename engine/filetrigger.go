@@ -364,7 +364,7 @@ func (t *FileTrigger) Ready() <-chan ReadyFile { return t.ready }
 func (t *FileTrigger) Errors() <-chan error { return t.errs }
 
 // Start begins watching and, unless SkipExisting, schedules the files
-// already present. Calling it again does nothing.
+// present at the call (ReadyFile.Existing). Calling it again does nothing.
 func (t *FileTrigger) Start() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -390,6 +390,11 @@ func (t *FileTrigger) Start() error {
 	t.timer = t.clock.NewTimer(time.Hour)
 	t.timer.Stop()
 	t.started = true
+	// Scanning before the loop starts makes "existing" mean "present when
+	// Start returned". The loop is not running yet, so its state is ours.
+	if !t.spec.SkipExisting {
+		t.scan(true)
+	}
 	for range t.opts.Workers {
 		t.wg.Add(1)
 		go t.worker()
@@ -474,9 +479,6 @@ func (t *FileTrigger) run() {
 	defer close(t.errs)
 	defer t.timer.Stop()
 
-	if !t.spec.SkipExisting {
-		t.scan(true)
-	}
 	wEvents, wErrors := t.watcher.Events(), t.watcher.Errors()
 	for {
 		var (
@@ -634,7 +636,11 @@ func (t *FileTrigger) onEvent(ev WatchEvent) {
 	}
 	switch c.phase {
 	case settling:
-		// Any activity restarts the quiet period.
+		// Any activity restarts the quiet period, measured against the
+		// file as it is now.
+		if fi, err := os.Stat(ev.Path); err == nil {
+			c.size, c.mtime = fi.Size(), fi.ModTime()
+		}
 		t.deadlines.set(ev.Path, t.clock.Now().Add(t.spec.Settle))
 		t.rearm()
 	case retryWait:

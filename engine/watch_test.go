@@ -246,9 +246,7 @@ func TestWatcherCloseStopsGoroutines(t *testing.T) {
 	if _, ok := <-w.Events(); ok {
 		t.Fatal("Events open after Close")
 	}
-	if after := runtime.NumGoroutine(); after > before {
-		t.Fatalf("goroutines: %d before, %d after Close", before, after)
-	}
+	goroutinesAtMost(t, before)
 }
 
 func TestOpString(t *testing.T) {
