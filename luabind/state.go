@@ -44,6 +44,12 @@ const (
 	DefaultCallStackSize   = 256     // Lua call frames
 	DefaultRegistrySize    = 1024    // initial value-stack slots
 	DefaultRegistryMaxSize = 1 << 20 // value-stack slots the state may grow to
+
+	// registryGrowStep is the value-stack growth increment. gopher-lua copies
+	// the whole stack on each growth, and a Go function such as unpack grows
+	// it without checking the context, so small steps (the library default
+	// is 32) make filling a 1<<20-slot stack take tens of seconds.
+	registryGrowStep = 1 << 14
 )
 
 // Options configures NewState. The zero value is usable: a strict sandbox,
@@ -140,7 +146,7 @@ func NewState(opts Options) *lua.LState {
 		CallStackSize:    o.CallStackSize,
 		RegistrySize:     o.RegistrySize,
 		RegistryMaxSize:  o.RegistryMaxSize,
-		RegistryGrowStep: 256, // fewer reallocations than the library default of 32
+		RegistryGrowStep: registryGrowStep,
 	})
 	ud := L.NewUserData()
 	ud.Value = &o
