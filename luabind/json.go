@@ -281,11 +281,15 @@ func formatJSONNumber(f float64) (string, error) {
 	return formatLuaNumber(f), nil
 }
 
-// formatLuaNumber formats integral values below 2^53 as integers ("3", not
-// "3.0" or "3e+00") and everything else with strconv's shortest form.
+// formatLuaNumber formats integral values below 1e21 without a fraction or
+// exponent ("3", "9007199254740992"), as JavaScript does, and everything else
+// in strconv's shortest round-tripping form.
 func formatLuaNumber(f float64) string {
-	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-		return strconv.FormatInt(int64(f), 10)
+	if f == math.Trunc(f) && math.Abs(f) < 1e21 {
+		if f == 0 {
+			return "0" // not "-0"
+		}
+		return strconv.FormatFloat(f, 'f', -1, 64)
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
@@ -360,7 +364,8 @@ func jsonDecode(L *lua.LState, null *lua.LUserData, arrayMT, objectMT *lua.LTabl
 func describeJSONError(src string, err error) string {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return jsonPosition(src, int(se.Offset)) + ": " + se.Error()
+		// Offset counts the offending byte too; point at that byte.
+		return jsonPosition(src, int(se.Offset)-1) + ": " + se.Error()
 	}
 	if errors.Is(err, io.EOF) {
 		return "empty input"

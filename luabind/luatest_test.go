@@ -238,3 +238,64 @@ func luaRepr(v lua.LValue, depth int) string {
 	}
 	return v.String()
 }
+
+// newTestState returns NewState(opts), closed when the test ends.
+func newTestState(t *testing.T, opts Options) *lua.LState {
+	t.Helper()
+	L := NewState(opts)
+	t.Cleanup(L.Close)
+	return L
+}
+
+// evalLua runs src in L and returns every value it returns.
+func evalLua(L *lua.LState, src string) ([]lua.LValue, error) {
+	top := L.GetTop()
+	fn, err := L.LoadString(src)
+	if err != nil {
+		return nil, err
+	}
+	L.Push(fn)
+	if err := L.PCall(0, lua.MultRet, nil); err != nil {
+		return nil, err
+	}
+	n := L.GetTop() - top
+	out := make([]lua.LValue, n)
+	for i := range out {
+		out[i] = L.Get(top + 1 + i)
+	}
+	L.SetTop(top)
+	return out, nil
+}
+
+// evalString runs src, which must return one string, failing the test on error.
+func evalString(t *testing.T, L *lua.LState, src string) string {
+	t.Helper()
+	out, err := evalLua(L, src)
+	if err != nil {
+		t.Fatalf("%s: %v", src, err)
+	}
+	if len(out) != 1 {
+		t.Fatalf("%s: returned %d values, want 1", src, len(out))
+	}
+	s, ok := out[0].(lua.LString)
+	if !ok {
+		t.Fatalf("%s: returned %s, want a string", src, out[0].Type())
+	}
+	return string(s)
+}
+
+// luaErrorMessage returns the raised message of a Lua error (without the
+// traceback), or "" for nil.
+func luaErrorMessage(err error) string {
+	var ae *lua.ApiError
+	if errors.As(err, &ae) {
+		return ae.Object.String()
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// luaString converts a Go string for SetGlobal.
+func luaString(s string) lua.LValue { return lua.LString(s) }
