@@ -26,7 +26,7 @@ import (
 //	{{end}}{{if .failed}}{{len .failed}} failed{{else}}all good{{end}}
 //	{{join .tags ", "}} {{upper .env}} {{or .cc "nobody"}}
 //
-// Tables with keys 1..n (and empty tables) become lists, other tables
+// Tables with keys 1..n become lists, other tables (and empty ones)
 // string-keyed maps; integral numbers print without a fraction; nil and
 // json.null are empty values. Beyond Go's builtins, the functions join (list,
 // separator), upper and lower are available.
@@ -134,10 +134,12 @@ func RenderTemplate(name, text string, data any, html, strict bool) (string, err
 
 // ToGo converts a Lua value to plain Go data: nil and json.null to nil,
 // booleans and strings as such, integral numbers below 2^53 to int64 and
-// other numbers to float64, tables to []any (keys 1..n, the empty table, or
-// json.array) or map[string]any (other tables, number keys formatted as
-// strings). Functions, userdata, cycles and nesting deeper than 200 levels
-// are errors.
+// other numbers to float64, tables to []any (keys 1..n, or json.array) or
+// map[string]any (other tables, number keys formatted as strings). An empty
+// unmarked table becomes an empty map, which templates can range over, test
+// and look keys up in without errors (Lua cannot tell {} from an empty
+// list). Functions, userdata, cycles and nesting deeper than 200 levels are
+// errors.
 func ToGo(v lua.LValue) (any, error) {
 	return toGo(v, "$", 0, map[*lua.LTable]bool{})
 }
@@ -169,7 +171,7 @@ func toGo(v lua.LValue, path string, depth int, visiting map[*lua.LTable]bool) (
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		if sh.kind == shapeArray {
+		if sh.kind == shapeArray && (sh.n > 0 || isMarkedArray(x)) {
 			list := make([]any, sh.n)
 			for i := range list {
 				e, err := toGo(x.RawGetInt(i+1), fmt.Sprintf("%s[%d]", path, i+1), depth+1, visiting)
@@ -191,6 +193,12 @@ func toGo(v lua.LValue, path string, depth int, visiting map[*lua.LTable]bool) (
 		return m, nil
 	}
 	return nil, fmt.Errorf("%s: cannot convert %s", path, v.Type())
+}
+
+// isMarkedArray reports whether t carries the json.array marker.
+func isMarkedArray(t *lua.LTable) bool {
+	mt, ok := t.Metatable.(*lua.LTable)
+	return ok && mt.RawGetString(jsonTypeField) == lua.LString(shapeArray)
 }
 
 // goNumber maps a Lua number to int64 when that is exact, so templates and
