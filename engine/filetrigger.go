@@ -289,6 +289,7 @@ type completion struct {
 	path  string
 	retry bool
 	delay time.Duration
+	done  chan struct{} // closed once the loop has applied it
 }
 
 // NewFileTrigger validates spec and prepares a trigger; Start begins
@@ -526,6 +527,7 @@ func (t *FileTrigger) run() {
 			t.onResult(r)
 		case c := <-t.notes:
 			t.onCompletion(c)
+			close(c.done)
 		case rOut <- rHead:
 			t.outReady[0] = ReadyFile{}
 			t.outReady = t.outReady[1:]
@@ -893,9 +895,14 @@ func (t *FileTrigger) Complete(rf ReadyFile, handlerErr error) (Disposition, err
 	return Disposition{Action: "failed", Path: dest}, errors.Join(errs...)
 }
 
+// notify tells the loop a file is finished and waits until the loop has
+// acted on it, so that when Complete returns a retry timer is armed (a
+// FakeClock advanced right after sees it).
 func (t *FileTrigger) notify(c completion) {
+	c.done = make(chan struct{})
 	select {
 	case t.notes <- c:
+		<-c.done
 	case <-t.loopDone:
 	}
 }

@@ -92,10 +92,25 @@ func (h *ftHarness) settle() {
 	h.clock.Advance(h.spec.Settle)
 }
 
-// drop writes a file and waits until the trigger has seen the write.
+// drop writes a file with a single write and waits until the trigger has
+// seen it. It does not truncate (a truncation is an event of its own, which
+// could arrive after the wait and move the settle deadline), so rewrites
+// must not be shorter than the old content.
 func (h *ftHarness) drop(path, content string) {
 	h.t.Helper()
-	writeFile(h.t, path, content)
+	if fi, err := os.Stat(path); err == nil && fi.Size() > int64(len(content)) {
+		h.t.Fatalf("drop(%s): new content shorter than the old", path)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := f.WriteString(content); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		h.t.Fatal(err)
+	}
 	h.obs.waitFor(h.t, path, OpWrite)
 }
 

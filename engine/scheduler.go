@@ -45,8 +45,8 @@ type Scheduler struct {
 	running bool
 	entries map[string]*schedEntry // owned by the loop while running
 
-	add     chan *schedEntry
-	remove  chan string
+	add     chan schedChange
+	remove  chan schedChange
 	nextReq chan nextReq
 	stop    chan struct{}
 	done    chan struct{}
@@ -55,6 +55,16 @@ type Scheduler struct {
 type schedEntry struct {
 	Entry
 	next time.Time // zero: never fires again
+}
+
+// schedChange is an Add or Remove sent to the loop; done is closed once
+// the loop has applied it and re-armed its timer, so that when Add or
+// Remove returns the change is in effect (a FakeClock advanced right after
+// sees the new timer).
+type schedChange struct {
+	entry *schedEntry // nil for Remove
+	id    string
+	done  chan struct{}
 }
 
 type nextReq struct {
@@ -72,8 +82,8 @@ func NewScheduler(clock Clock) *Scheduler {
 		clock:   clock,
 		ticks:   make(chan Tick),
 		entries: make(map[string]*schedEntry),
-		add:     make(chan *schedEntry),
-		remove:  make(chan string),
+		add:     make(chan schedChange),
+		remove:  make(chan schedChange),
 		nextReq: make(chan nextReq),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -103,8 +113,10 @@ func (s *Scheduler) Add(e Entry) error {
 	// The first activation is computed here, not in the loop, so that it
 	// is relative to the time of the call even if the clock moves before
 	// the loop gets to it.
+	ch := schedChange{entry: &schedEntry{Entry: e, next: e.Schedule.Next(s.clock.Now())}, done: make(chan struct{})}
 	select {
-	case s.add <- &schedEntry{Entry: e, next: e.Schedule.Next(s.clock.Now())}:
+	case s.add <- ch:
+		<-ch.done
 		return nil
 	case <-s.done:
 		return errors.New("engine: scheduler stopped")
@@ -120,8 +132,10 @@ func (s *Scheduler) Remove(id string) {
 		delete(s.entries, id)
 		return
 	}
+	ch := schedChange{id: id, done: make(chan struct{})}
 	select {
-	case s.remove <- id:
+	case s.remove <- ch:
+		<-ch.done
 	case <-s.done:
 	}
 }
@@ -238,12 +252,14 @@ func (s *Scheduler) run(entries map[string]*schedEntry) {
 		case out <- head:
 			pending = pending[1:]
 			delete(isPending, head.ID)
-		case e := <-s.add:
-			entries[e.ID] = e
+		case ch := <-s.add:
+			entries[ch.entry.ID] = ch.entry
 			rearm()
-		case id := <-s.remove:
-			delete(entries, id)
+			close(ch.done)
+		case ch := <-s.remove:
+			delete(entries, ch.id)
 			rearm()
+			close(ch.done)
 		case r := <-s.nextReq:
 			var t time.Time
 			if e, ok := entries[r.id]; ok {
