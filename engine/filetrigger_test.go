@@ -689,3 +689,29 @@ func TestFileTriggerLifecycle(t *testing.T) {
 		t.Error("Ready open after Close")
 	}
 }
+
+func TestFileTriggerRealClock(t *testing.T) {
+	// The production wiring: real clock, default workers. The settle period
+	// is short so the test waits for the ready file, not for minutes.
+	dir := t.TempDir()
+	ft, err := NewFileTrigger(FileSpec{Dir: dir, Pattern: "*.csv", Settle: 20 * time.Millisecond}, FileTriggerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ft.Close()
+	if err := ft.Start(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "live.csv")
+	writeFile(t, path, "a,b\n")
+	select {
+	case rf := <-ft.Ready():
+		if rf.Path != path || rf.SHA256 != sha("a,b\n") {
+			t.Fatalf("ready %+v", rf)
+		}
+	case err := <-ft.Errors():
+		t.Fatal(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("file never became ready")
+	}
+}
