@@ -78,35 +78,47 @@ func TestStrictOSExecuteRaises(t *testing.T) {
 }
 
 func TestContextTimeoutStopsInfiniteLoop(t *testing.T) {
-	proto, err := CompileString("while true do end", "loop.lua")
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, src string
+		line      int
+	}{
+		{"main chunk", "while true do end", 1},
+		{"coroutine", "local co = coroutine.wrap(function()\n  while true do end\nend)\nco()", 2},
+		// pcall catches the error, but the next instruction raises it again.
+		{"pcall cannot outlive it", "local ok = pcall(function() while true do end end)\nwhile true do end", 2},
 	}
-	L := NewState(Options{})
-	defer L.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	L.SetContext(ctx)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			proto, err := CompileString(tc.src, "loop.lua")
+			if err != nil {
+				t.Fatal(err)
+			}
+			L := newTestState(t, Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			L.SetContext(ctx)
 
-	err = DoProto(L, proto)
-	var ae *lua.ApiError
-	if !errors.As(err, &ae) {
-		t.Fatalf("DoProto = %v, want *lua.ApiError", err)
-	}
-	if !strings.Contains(ae.Object.String(), context.DeadlineExceeded.Error()) {
-		t.Errorf("error = %q, want it to mention %q", ae.Object, context.DeadlineExceeded)
-	}
-	if file, line, ok := ErrorLocation(err); !ok || file != "loop.lua" || line != 1 {
-		t.Errorf("ErrorLocation = %q, %d, %v; want loop.lua, 1, true", file, line, ok)
-	}
+			err = DoProto(L, proto)
+			var ae *lua.ApiError
+			if !errors.As(err, &ae) {
+				t.Fatalf("DoProto = %v, want *lua.ApiError", err)
+			}
+			if !strings.Contains(ae.Error(), context.DeadlineExceeded.Error()) {
+				t.Errorf("error = %q, want it to mention %q", ae.Object, context.DeadlineExceeded)
+			}
+			if file, line, ok := ErrorLocation(err); !ok || file != "loop.lua" || line != tc.line {
+				t.Errorf("ErrorLocation = %q, %d, %v; want loop.lua, %d, true", file, line, ok, tc.line)
+			}
 
-	// The state survives: with a fresh context it runs the next chunk.
-	L.SetContext(context.Background())
-	if err := L.DoString("x = 40 + 2"); err != nil {
-		t.Fatalf("state unusable after timeout: %v", err)
-	}
-	if got := L.GetGlobal("x"); got != lua.LNumber(42) {
-		t.Errorf("x = %v, want 42", got)
+			// The state survives: with a fresh context it runs the next chunk.
+			L.SetContext(context.Background())
+			if err := L.DoString("x = 40 + 2"); err != nil {
+				t.Fatalf("state unusable after timeout: %v", err)
+			}
+			if got := L.GetGlobal("x"); got != lua.LNumber(42) {
+				t.Errorf("x = %v, want 42", got)
+			}
+		})
 	}
 }
 
