@@ -131,7 +131,7 @@ func (e *Engine) load(path string) {
 		}
 		go func(t *trigger) {
 			defer e.inflight.end()
-			e.run(t, map[string]lua.LValue{})
+			e.run(t, map[string]lua.LValue{}, nil)
 		}(t)
 	}
 }
@@ -486,7 +486,7 @@ func (e *Engine) handleFile(fr *fileRun, rf ReadyFile) {
 	if !e.inflight.begin() {
 		return // shutting down: the file stays and is handled at next start
 	}
-	err := e.run(&fr.trigger, ev)
+	err := e.run(&fr.trigger, ev, nil)
 	e.inflight.end()
 	if err != nil && wantsRetry(err) {
 		err = Retry(err)
@@ -548,12 +548,19 @@ func (e *Engine) fireSchedule(sr *schedRun, t Tick) {
 		defer e.inflight.end()
 		for {
 			ev := map[string]lua.LValue{"scheduled_at": lua.LNumber(t.ScheduledAt.Unix())}
-			e.run(&sr.trigger, ev)
-			if err := e.store.SetLastRun(sr.key, t.ScheduledAt); err != nil {
-				e.log.Error("recording schedule run", "script", sr.s.name, "trigger", sr.label, "error", err)
-			}
-			next, ok := sr.guard.Done()
-			if !ok {
+			var (
+				next Tick
+				more bool
+			)
+			// The guard is released before the run is logged, so a tick
+			// that comes once the run is reported over is never skipped.
+			e.run(&sr.trigger, ev, func() {
+				if err := e.store.SetLastRun(sr.key, t.ScheduledAt); err != nil {
+					e.log.Error("recording schedule run", "script", sr.s.name, "trigger", sr.label, "error", err)
+				}
+				next, more = sr.guard.Done()
+			})
+			if !more {
 				return
 			}
 			t = next
@@ -565,17 +572,23 @@ func (e *Engine) fireSchedule(sr *schedRun, t Tick) {
 // holding a worker slot and the script's state. Lua errors, panics and
 // timeouts are logged with script, trigger, file:line and duration, and
 // affect nothing else.
-func (e *Engine) run(t *trigger, fields map[string]lua.LValue) (err error) {
+func (e *Engine) run(t *trigger, fields map[string]lua.LValue, after func()) (err error) {
 	s := t.s
 	s.runs.Add(1)
 	defer s.runs.Done()
 	if err := e.acquire(s.ctx); err != nil {
+		if after != nil {
+			after()
+		}
 		return err
 	}
 	defer e.release()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
+		if after != nil {
+			after()
+		}
 		return s.ctx.Err()
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, t.timeout)
@@ -601,6 +614,9 @@ func (e *Engine) run(t *trigger, fields map[string]lua.LValue) (err error) {
 		L.RemoveContext()
 		if ferr := s.state.Flush(); ferr != nil {
 			e.log.Error("persisting script state", "script", s.name, "error", ferr)
+		}
+		if after != nil {
+			after()
 		}
 		e.logRun(t, start, ctx, err)
 	}()
