@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailbot/mailbot/devserver"
+	"github.com/mailbot/mailbot/luabind"
+)
+
+// capture is the local SMTP server of a dry run. Every message it accepts
+// is written at once to dir as <timestamp>-<n>.eml; the client-side SMTP
+// transcript of the connection that sent it goes to the matching
+// <timestamp>-<n>.transcript.
+//
+// Pairing a transcript with a message: the server cannot tell which client
+// connection a message came from, so each connection's transcript writer
+// watches for the server's positive reply to the final "." and then claims
+// the oldest unclaimed message with the same envelope sender. Scripts send
+// one message at a time per connection, so this is exact unless two
+// connections finish messages with the same sender at the same instant, in
+// which case their transcripts may be swapped. Connections that sent no
+// message (a VRFY probe, a refused login) are written as
+// <timestamp>-conn-<n>.transcript when the capture closes.
+type capture struct {
+	srv    *devserver.Server
+	dir    string
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	n       int           // messages written so far
+	pending []*capturedMsg // messages not yet claimed by a transcript
+	conns   []*transcriptBuf
+	err     error // first write error
+}
+
+type capturedMsg struct {
+	base string // file name without extension
+	from string
+}
+
+// startCapture starts the capture server on 127.0.0.1:0 and creates dir.
+func startCapture(dir string, logger *slog.Logger) (*capture, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("dry run: create %s: %w", dir, err)
+	}
+	c := &capture{dir: dir, logger: logger}
+	srv, err := devserver.Start(devserver.Config{
+		Addr: "127.0.0.1:0",
+		// Any user and password: the script's real credentials may not
+		// even be available where the dry run happens.
+		Users:   nil,
+		MaxKept: 1, // messages live on disk, not in memory
+		Hooks:   devserver.Hooks{Data: c.onData},
+		Logger:  logger.With("component", "dry_run"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dry run: start capture server: %w", err)
+	}
+	c.srv = srv
+	return c, nil
+}
+
+// Options returns the luabind dry-run settings pointing at the capture.
+func (c *capture) Options() *luabind.DryRun {
+	return &luabind.DryRun{Addr: c.srv.Addr(), RootCAs: c.srv.CertPool(), Transcript: c.Transcript}
+}
+
+// onData stores a message the moment the server has it, so a long dry run
+// of "mailbot run" shows files appearing as scripts send.
+func (c *capture) onData(m *devserver.Message) *devserver.Reject {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	base := fmt.Sprintf("%s-%d", time.Now().UTC().Format("20060102T150405.000000Z"), c.n)
+	path := filepath.Join(c.dir, base+".eml")
+	if err := os.WriteFile(path, m.Data, 0o644); err != nil {
+		if c.err == nil {
+			c.err = fmt.Errorf("dry run: %w", err)
+		}
+		return &devserver.Reject{Code: 451, Enhanced: [3]int{4, 3, 0}, Message: "dry run: cannot store message"}
+	}
+	c.pending = append(c.pending, &capturedMsg{base: base, from: m.From})
+	c.logger.Info("dry run: message captured", "file", path, "from", m.From, "to", strings.Join(m.To, ", "), "bytes", len(m.Data))
+	return nil
+}
+
+// Transcript returns the writer for one client connection's transcript.
+func (c *capture) Transcript(hostport string) io.Writer {
+	t := &transcriptBuf{c: c}
+	fmt.Fprintf(&t.buf, "# mailbot dry run: connection meant for %s, sent to the local capture server\n", hostport)
+	c.mu.Lock()
+	c.conns = append(c.conns, t)
+	c.mu.Unlock()
+	return t
+}
+
+// claim hands the oldest pending message sent by from to a transcript.
+func (c *capture) claim(from string) *capturedMsg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, m := range c.pending {
+		if m.from == from {
+			c.pending = append(c.pending[:i], c.pending[i+1:]...)
+			return m
+		}
+	}
+	return nil
+}
+
+func (c *capture) writeTranscript(base string, data []byte) {
+	path := filepath.Join(c.dir, base+".transcript")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		c.mu.Lock()
+		if c.err == nil {
+			c.err = fmt.Errorf("dry run: %w", err)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Count returns how many messages were captured.
+func (c *capture) Count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// Close stops the server and writes the final transcripts: the full
+// conversation (QUIT included) for each connection's last message, and the
+// transcripts of connections that sent nothing.
+func (c *capture) Close() error {
+	err := c.srv.Close()
+	c.mu.Lock()
+	conns := c.conns
+	c.conns = nil
+	c.mu.Unlock()
+	stamp := time.Now().UTC().Format("20060102T150405.000000Z")
+	for i, t := range conns {
+		t.mu.Lock()
+		data := append([]byte(nil), t.buf.Bytes()...)
+		last := t.last
+		t.mu.Unlock()
+		if last != "" {
+			c.writeTranscript(last, data)
+		} else {
+			c.writeTranscript(fmt.Sprintf("%s-conn-%d", stamp, i+1), data)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	if err != nil {
+		return fmt.Errorf("dry run: stop capture server: %w", err)
+	}
+	return nil
+}
+
+// transcriptBuf collects one connection's "C: "/"S: " lines and spots the
+// end of each message: a positive server reply right after "C: .".
+type transcriptBuf struct {
+	c *capture
+
+	mu       sync.Mutex
+	buf      bytes.Buffer
+	partial  []byte
+	mailFrom string
+	afterDot bool
+	last     string // base name of the last message this connection sent
+}
+
+func (t *transcriptBuf) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf.Write(p)
+	t.partial = append(t.partial, p...)
+	for {
+		i := bytes.IndexByte(t.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimRight(string(t.partial[:i]), "\r")
+		t.partial = t.partial[i+1:]
+		t.line(line)
+	}
+	return len(p), nil
+}
+
+// line tracks the envelope sender and the reply to the final dot.
+func (t *transcriptBuf) line(line string) {
+	switch {
+	case strings.HasPrefix(line, "C: MAIL FROM:<"):
+		rest := strings.TrimPrefix(line, "C: MAIL FROM:<")
+		if i := strings.IndexByte(rest, '>'); i >= 0 {
+			t.mailFrom = rest[:i]
+		}
+	case line == "C: .":
+		t.afterDot = true
+	case t.afterDot && strings.HasPrefix(line, "S: "):
+		reply := strings.TrimPrefix(line, "S: ")
+		if len(reply) >= 4 && reply[3] == '-' {
+			return // a continuation line; wait for the last one
+		}
+		t.afterDot = false
+		if strings.HasPrefix(reply, "2") {
+			if m := t.c.claim(t.mailFrom); m != nil {
+				t.last = m.base
+				t.c.writeTranscript(m.base, t.buf.Bytes())
+			}
+		}
+	}
+}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/mailbot/mailbot/luabind"
+)
+
+const execDesc = `Runs the top-level code of one Lua script once, for ad-hoc jobs and for
+testing scripts. The script's arguments are in the global table arg:
+arg[0] is the script path, arg[1]..arg[n] the arguments after it.
+
+The smtp and mail modules work without a config file (smtp.connect{host=...});
+with -c, scripts can use the configured accounts (smtp.connect{account=...}),
+and a dev_server section is started in-process for them. Registrations with
+mailbot.on_file, mailbot.every, mailbot.cron and mailbot.on_start are
+ignored with a log line: triggers only fire under "mailbot run". mailbot.state
+works but is kept in memory only.
+
+With --dry-run nothing leaves the machine: every SMTP connection goes to a
+local capture server, and each message is written to the dry-run folder as
+<time>-<n>.eml with its SMTP transcript in <time>-<n>.transcript.
+"--dry-run DIR" chooses the folder (default <state_dir>/dry-run with -c,
+./dry-run without).
+
+` + exitStatusHelp
+
+// cmdExec implements "mailbot exec".
+func (m *Main) cmdExec(ctx context.Context, args []string) int {
+	fs := m.newFlagSet("exec", "[-c mailbot.yaml] [--dry-run [DIR]] [--timeout 60s] script.lua [args...]", execDesc)
+	cfgFlag := fs.String("c", "", "config file (default $"+envConfig+"; none: no accounts)")
+	var dry dryRunFlag
+	fs.Var(&dry, "dry-run", "capture messages into a folder instead of sending them")
+	timeout := fs.Duration("timeout", 0, "stop the script after this long (default: the config's run_timeout, else 60s)")
+	args = splitDryRunArg(args, func(next string) bool { return !strings.HasSuffix(next, ".lua") })
+	if status, ok := m.parseFlags(fs, args); !ok {
+		return status
+	}
+	if fs.NArg() < 1 {
+		return m.usageError(fs, "missing the script to run")
+	}
+	script, scriptArgs := fs.Arg(0), fs.Args()[1:]
+
+	var cfg *Config
+	if p := m.configPath(*cfgFlag, ""); p != "" {
+		c, status, ok := m.loadConfig(p)
+		if !ok {
+			return status
+		}
+		cfg = c
+	}
+	logger, err := m.newLogger(cfg)
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "mailbot exec: %v\n", err)
+		return exitConfig
+	}
+
+	proto, err := luabind.CompileFile(script)
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "%s\n", compileMessage(err))
+		return exitFailure
+	}
+
+	env, err := m.prepareScripts(cfg, logger, &dry, true)
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "mailbot exec: %v\n", err)
+		return exitFailure
+	}
+	defer env.Close()
+
+	opts := env.lua
+	absScript, err := filepath.Abs(script)
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "mailbot exec: %v\n", err)
+		return exitFailure
+	}
+	if cfg == nil {
+		// Without a config, require() finds modules next to the script.
+		opts.ScriptsDir = filepath.Dir(absScript)
+	}
+	opts.BaseDir = filepath.Dir(absScript)
+	// The same name the engine gives a script: its file name.
+	name := filepath.Base(script)
+	opts.ScriptName = name
+
+	L := luabind.NewState(opts)
+	defer L.Close()
+	defer luabind.CloseResources(L)
+	L.SetGlobal("arg", argTable(L, script, scriptArgs))
+	L.SetGlobal("mailbot", execMailbotTable(L, name, logger))
+
+	if *timeout <= 0 {
+		*timeout = 60 * time.Second
+		if cfg != nil {
+			*timeout = cfg.RunTimeout
+		}
+	}
+	runCtx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	L.SetContext(runCtx)
+	runErr := luabind.DoProto(L, proto)
+	luabind.CloseResources(L)
+	if cerr := env.Close(); cerr != nil {
+		fmt.Fprintf(m.Stderr, "mailbot exec: %v\n", cerr)
+		if runErr == nil {
+			return exitFailure
+		}
+	}
+	if runErr != nil {
+		if errors.Is(runCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			fmt.Fprintf(m.Stderr, "mailbot exec: %s: stopped after %v (--timeout)\n", script, *timeout)
+			return exitDisconnect
+		}
+		fmt.Fprintf(m.Stderr, "mailbot exec: %s\n", luabind.DescribeError(runErr))
+		return exitForScriptError(runErr)
+	}
+	if env.capture != nil {
+		logger.Info("dry run finished", "messages", env.capture.Count(), "dir", env.capture.dir)
+	}
+	return exitOK
+}
+
+// compileMessage renders a compile error as "file:line: message".
+func compileMessage(err error) string {
+	var se *luabind.SyntaxError
+	if errors.As(err, &se) {
+		return se.Error()
+	}
+	return err.Error()
+}
+
+// argTable builds Lua's conventional arg table.
+func argTable(L *lua.LState, script string, args []string) *lua.LTable {
+	t := L.NewTable()
+	t.RawSetInt(0, lua.LString(script))
+	for i, a := range args {
+		t.RawSetInt(i+1, lua.LString(a))
+	}
+	return t
+}
+
+// execMailbotTable is the mailbot global under exec: the script's name, an
+// in-memory state, and registrars that log and do nothing, since triggers
+// belong to the engine.
+func execMailbotTable(L *lua.LState, name string, logger *slog.Logger) *lua.LTable {
+	t := L.NewTable()
+	t.RawSetString("script", lua.LString(name))
+	for _, reg := range []string{"on_file", "every", "cron", "on_start"} {
+		reg := reg
+		t.RawSetString(reg, L.NewFunction(func(L *lua.LState) int {
+			logger.Info("exec: trigger registration ignored; triggers fire only under 'mailbot run'", "script", name, "trigger", "mailbot."+reg)
+			return 0
+		}))
+	}
+	state := map[string]lua.LValue{}
+	st := L.NewTable()
+	L.SetFuncs(st, map[string]lua.LGFunction{
+		"get": func(L *lua.LState) int {
+			v, ok := state[L.CheckString(1)]
+			if !ok {
+				v = L.Get(2) // optional default, as under the engine
+			}
+			L.Push(v)
+			return 1
+		},
+		"set": func(L *lua.LState) int {
+			k, v := L.CheckString(1), L.Get(2)
+			if v == lua.LNil {
+				delete(state, k)
+			} else {
+				state[k] = v
+			}
+			return 0
+		},
+		"delete": func(L *lua.LState) int {
+			delete(state, L.CheckString(1))
+			return 0
+		},
+		"all": func(L *lua.LState) int {
+			keys := make([]string, 0, len(state))
+			for k := range state {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			out := L.NewTable()
+			for _, k := range keys {
+				out.RawSetString(k, state[k])
+			}
+			L.Push(out)
+			return 1
+		},
+	})
+	t.RawSetString("state", st)
+	return t
+}
+
+// scriptEnv is what scripts run against: Lua options with accounts, and
+// the servers started for them (dev server, dry-run capture).
+type scriptEnv struct {
+	lua     luabind.Options
+	dev     *embeddedDev
+	capture *capture
+	closed  bool
+}
+
+// Close stops what prepareScripts started; later calls do nothing.
+func (e *scriptEnv) Close() error {
+	if e == nil || e.closed {
+		return nil
+	}
+	e.closed = true
+	var errs []error
+	if e.capture != nil {
+		errs = append(errs, e.capture.Close())
+	}
+	errs = append(errs, e.dev.Close())
+	return errors.Join(errs...)
+}
+
+// prepareScripts builds the Lua options for cfg (nil: no config), starting
+// the configured dev server (unless this is a dry run) and the dry-run
+// capture server. Missing password sources are logged, not fatal: only the
+// logins of that account will fail.
+func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag, startDev bool) (*scriptEnv, error) {
+	env := &scriptEnv{}
+	fail := func(err error) (*scriptEnv, error) {
+		env.Close()
+		return nil, err
+	}
+	opts := luabind.Options{Logger: logger, Getenv: m.lookupEnv}
+	opts.SMTP.Logger = logger
+	if dry != nil && dry.on {
+		c, err := startCapture(dry.folder(cfg), logger)
+		if err != nil {
+			return fail(err)
+		}
+		env.capture = c
+		opts.SMTP.DryRun = c.Options()
+		logger.Info("dry run: nothing leaves this machine; messages are written to a folder", "dir", c.dir)
+	}
+	if cfg != nil {
+		opts.ScriptsDir = cfg.Resolve(cfg.ScriptsDir)
+		if cfg.Sandbox == "trusted" {
+			opts.Sandbox = luabind.SandboxTrusted
+		}
+		if cfg.Timezone != "" {
+			loc, err := time.LoadLocation(cfg.Timezone)
+			if err != nil {
+				return fail(fmt.Errorf("timezone: %w", err))
+			}
+			opts.Location = loc
+		}
+		for _, p := range cfg.CheckSecrets(m.lookupEnv) {
+			logger.Error("account password unavailable; logins with this account will fail", "problem", p.String())
+		}
+		if cfg.DevServer != nil && startDev && (dry == nil || !dry.on) {
+			dev, err := startEmbeddedDev(cfg, logger)
+			if err != nil {
+				return fail(err)
+			}
+			env.dev = dev
+			logger.Info("dev server listening", "addr", dev.addr, "maildir", cfg.Resolve(cfg.DevServer.Maildir), "ca_file", dev.caPath)
+		}
+		accounts, err := luaAccounts(cfg, env.dev, m.lookupEnv)
+		if err != nil {
+			return fail(err)
+		}
+		if env.capture != nil {
+			// Everything goes to the capture server, whose certificate
+			// must then be trusted for scripts that call starttls()
+			// themselves after connecting to an account.
+			for name, acc := range accounts {
+				acc.RootCAs = env.capture.srv.CertPool()
+				accounts[name] = acc
+			}
+		}
+		opts.SMTP.Accounts, opts.SMTP.DefaultAccount = accounts, cfg.DefaultAccount
+	}
+	env.lua = opts
+	return env, nil
+}

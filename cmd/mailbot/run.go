@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mailbot/mailbot/engine"
+)
+
+const runDesc = `Runs the engine: loads every script in scripts_dir, reloads them when they
+change, fires their triggers (mailbot.on_file, every, cron, on_start) and
+delivers their mail, until SIGINT or SIGTERM; then lets runs in flight
+finish and exits 0.
+
+With a dev_server section, the embedded development mail server is
+started in-process and accounts with "host: dev_server" send to it.
+An account whose password variable or file is missing is logged as an
+error at startup; mailbot still starts and only that account's logins fail.
+
+With --dry-run nothing leaves the machine: every SMTP connection goes to a
+local capture server, and each message is written to the dry-run folder
+(default <state_dir>/dry-run) as <time>-<n>.eml with its SMTP transcript in
+<time>-<n>.transcript.`
+
+// cmdRun implements "mailbot run".
+func (m *Main) cmdRun(ctx context.Context, args []string) int {
+	fs := m.newFlagSet("run", "[-c mailbot.yaml] [--dry-run [DIR]]", runDesc)
+	cfgFlag := fs.String("c", "", "config file (default $"+envConfig+", else mailbot.yaml)")
+	var dry dryRunFlag
+	fs.Var(&dry, "dry-run", "capture messages into a folder instead of sending them")
+	args = splitDryRunArg(args, func(string) bool { return true })
+	pos, status, ok := m.parseInterspersed(fs, args)
+	if !ok {
+		return status
+	}
+	if len(pos) > 0 {
+		return m.usageError(fs, "unexpected argument %q", pos[0])
+	}
+	cfg, status, ok := m.loadConfig(m.configPath(*cfgFlag, "mailbot.yaml"))
+	if !ok {
+		return status
+	}
+	logger, err := m.newLogger(cfg)
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "mailbot run: %v\n", err)
+		return exitConfig
+	}
+	env, err := m.prepareScripts(cfg, logger, &dry, true)
+	if err != nil {
+		logger.Error("startup failed", "error", err)
+		return exitFailure
+	}
+	defer env.Close()
+
+	ecfg := engine.Config{
+		ScriptsDir: cfg.Resolve(cfg.ScriptsDir),
+		StateDir:   cfg.Resolve(cfg.StateDir),
+		Workers:    cfg.Workers,
+		RunTimeout: cfg.RunTimeout,
+		Location:   env.lua.Location,
+		Lua:        env.lua,
+	}
+	e, err := engine.New(ecfg, engine.WithLogger(logger))
+	if err != nil {
+		logger.Error("startup failed", "error", err)
+		return exitFailure
+	}
+	logger.Info("mailbot running", "version", version(), "config", cfg.Path())
+	start := time.Now()
+	runErr := e.Run(ctx)
+	if cerr := env.Close(); cerr != nil {
+		logger.Error("shutdown", "error", cerr)
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		logger.Error("engine stopped", "error", runErr)
+		return exitFailure
+	}
+	logger.Info("mailbot stopped", "uptime", time.Since(start).Round(time.Second))
+	return exitOK
+}
