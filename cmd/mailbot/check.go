@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	
+
 	"github.com/mailbot/mailbot/luabind"
 )
 

@@ -35,7 +35,7 @@ type capture struct {
 	logger *slog.Logger
 
 	mu      sync.Mutex
-	n       int           // messages written so far
+	n       int            // messages written so far
 	pending []*capturedMsg // messages not yet claimed by a transcript
 	conns   []*transcriptBuf
 	err     error // first write error
