@@ -59,7 +59,7 @@ func startCapture(dir string, logger *slog.Logger) (*capture, error) {
 		Users:   nil,
 		MaxKept: 1, // messages live on disk, not in memory
 		Hooks:   devserver.Hooks{Data: c.onData},
-		Logger:  logger.With("component", "dry_run"),
+		// No server log: onData logs each capture with its file name.
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dry run: start capture server: %w", err)

@@ -8,12 +8,18 @@
 -- It uses the default account of the config (the embedded dev server in
 -- examples/mailbot.yaml, which exec starts in-process).
 
+-- This is a tool for "mailbot exec" (which sets the global arg); when
+-- "mailbot run" loads it with the other scripts it does nothing.
+if not arg then
+  return
+end
+
 local smtp = require("smtp")
 local mail = require("mail")
 local log  = require("log")
 
 local FROM = "mailbot@localhost"
-local TO   = (arg and arg[1]) or "ops@localhost"
+local TO   = arg[1] or "ops@localhost"
 
 local c = smtp.new{ debug = true }       -- the default account, not yet connected
 local code, text = c:connect()           -- TCP and the greeting, no TLS yet
