@@ -38,6 +38,10 @@ type script struct {
 	starts   []*trigger
 
 	closeOnce sync.Once
+
+	// fileMu guards the file triggers' start against stopTriggers.
+	fileMu  sync.Mutex
+	stopped bool
 }
 
 // trigger is one registered handler.
@@ -393,8 +397,11 @@ func (s *script) luaOnStart(L *lua.LState) int {
 }
 
 // stopTriggers stops the script's file triggers and cancels nothing that
-// is running: runs in flight finish.
+// is running: runs in flight finish. Triggers not started yet never start.
 func (s *script) stopTriggers() {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	s.stopped = true
 	for _, fr := range s.files {
 		if fr.ft != nil {
 			fr.ft.Close()
@@ -437,13 +444,14 @@ func (e *Engine) startFileTrigger(fr *fileRun) {
 		e.log.Error("creating drop folder", "script", fr.s.name, "dir", fr.spec.Dir, "error", err)
 		return
 	}
+	fr.s.fileMu.Lock()
+	defer fr.s.fileMu.Unlock()
+	if fr.s.stopped { // retired or shut down before it could start
+		return
+	}
 	ft, err := NewFileTrigger(fr.spec, FileTriggerOptions{Clock: e.clock, Ledger: e.ledger})
 	if err != nil {
 		e.log.Error("file trigger", "script", fr.s.name, "trigger", fr.label, "error", err)
-		return
-	}
-	if fr.s.ctx.Err() != nil { // retired before it could start
-		ft.Close()
 		return
 	}
 	if err := ft.Start(); err != nil {
