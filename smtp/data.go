@@ -26,6 +26,7 @@ func newDotWriter(w *bufio.Writer) *dotWriter {
 }
 
 var (
+	cr   = []byte("\r")
 	crlf = []byte("\r\n")
 	dot  = []byte(".")
 	lf   = []byte("\n")
@@ -45,6 +46,17 @@ func (d *dotWriter) Write(p []byte) (int, error) {
 		}
 		d.lineStart = true
 		d.lines++
+	}
+	if d.lineStart && len(p) > 0 {
+		// Fast path: whole clean CRLF lines go out as they are.
+		n, lines := cleanPrefix(p)
+		if n > 0 {
+			if _, err := d.w.Write(p[:n]); err != nil {
+				return 0, err
+			}
+			d.lines += lines
+			p = p[n:]
+		}
 	}
 	start, i := 0, 0
 	for i < len(p) {
@@ -93,6 +105,27 @@ func (d *dotWriter) Write(p []byte) (int, error) {
 	}
 	d.n += int64(total)
 	return total, nil
+}
+
+// cleanPrefix returns the length of the longest prefix of p (which starts a
+// line) made of whole CRLF-terminated lines needing no encoding: no leading
+// dot, no bare CR or LF. It costs one IndexByte per line plus one vectorised
+// Count, where the general loop costs two IndexBytes per line.
+func cleanPrefix(p []byte) (n int, lines int64) {
+	for n < len(p) && p[n] != '.' {
+		j := bytes.IndexByte(p[n:], '\n')
+		if j < 1 || p[n+j-1] != '\r' {
+			break
+		}
+		n += j + 1
+		lines++
+	}
+	// Any CR other than those ending lines is bare: leave the prefix to
+	// the general loop.
+	if n == 0 || bytes.Count(p[:n], cr) != int(lines) {
+		return 0, 0
+	}
+	return n, lines
 }
 
 func (d *dotWriter) flushRun(run, extra []byte) error {

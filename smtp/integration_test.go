@@ -817,7 +817,6 @@ func TestIntegrationManySends(t *testing.T) {
 // sends "rfc822;" with the UTF-8 bytes xtext-encoded, which go-smtp refuses
 // (501 Malformed ORCPT), so the recipient is lost.
 func TestIntegrationDSNNonASCIIOriginalRecipient(t *testing.T) {
-	t.Skip("known bug: sendmail.go envelope() sends ORCPT=rfc822;<xtext of UTF-8> for non-ASCII recipients; see the smtp tests report")
 	t.Parallel()
 	ctx := itContext(t)
 	srv := itServer(t, devserver.Config{})

@@ -77,15 +77,19 @@ func isASCII(s string) bool {
 // on a large message a byte loop would cost as much as sending it.
 func has8bit(b []byte) bool {
 	const high = 0x8080808080808080
-	i := 0
-	for ; i+32 <= len(b); i += 32 {
-		if (binary.LittleEndian.Uint64(b[i:])|binary.LittleEndian.Uint64(b[i+8:])|
-			binary.LittleEndian.Uint64(b[i+16:])|binary.LittleEndian.Uint64(b[i+24:]))&high != 0 {
+	for len(b) >= 64 {
+		_ = b[63] // one bounds check for the eight loads below
+		x := binary.LittleEndian.Uint64(b[0:]) | binary.LittleEndian.Uint64(b[8:]) |
+			binary.LittleEndian.Uint64(b[16:]) | binary.LittleEndian.Uint64(b[24:]) |
+			binary.LittleEndian.Uint64(b[32:]) | binary.LittleEndian.Uint64(b[40:]) |
+			binary.LittleEndian.Uint64(b[48:]) | binary.LittleEndian.Uint64(b[56:])
+		if x&high != 0 {
 			return true
 		}
+		b = b[64:]
 	}
-	for ; i < len(b); i++ {
-		if b[i] >= 0x80 {
+	for _, c := range b {
+		if c >= 0x80 {
 			return true
 		}
 	}
@@ -230,6 +234,21 @@ func xtext(s string) string {
 	return b.String()
 }
 
+// utf8AddrXtext encodes an address as RFC 6533 utf-8-addr-xtext: QCHARs
+// (printable ASCII except "+", "=" and "\\") stay, anything else becomes
+// \\x{HEX} of its code point.
+func utf8AddrXtext(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '!' && r <= '~' && r != '+' && r != '=' && r != '\\' {
+			b.WriteRune(r)
+			continue
+		}
+		fmt.Fprintf(&b, "\\x{%X}", r)
+	}
+	return b.String()
+}
+
 // envelope computes the MAIL and RCPT parameters of one message. Everything
 // is decided per message: nothing (SMTPUTF8 in particular) carries over from
 // the previous transaction.
@@ -276,7 +295,12 @@ func (c *Client) envelope(from string, to []string, msg []byte, o *SendOptions) 
 				ps = append(ps, "NOTIFY="+strings.ToUpper(strings.Join(notify, ",")))
 			}
 			if d.OriginalRecipient {
-				ps = append(ps, "ORCPT=rfc822;"+xtext(r))
+				if isASCII(r) {
+					ps = append(ps, "ORCPT=rfc822;"+xtext(r))
+				} else {
+					// RFC 6533 §3: the rfc822 type is ASCII only.
+					ps = append(ps, "ORCPT=utf-8;"+utf8AddrXtext(r))
+				}
 			}
 		}
 		if err := c.checkParams("RCPT", ps); err != nil {
