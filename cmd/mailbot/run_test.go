@@ -262,3 +262,55 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestRunDryRun checks that "run --dry-run" sends nothing to the dev
+// server and writes the start note as .eml with its transcript.
+func TestRunDryRun(t *testing.T) {
+	t.Parallel()
+	dir := copyExamples(t)
+	out := filepath.Join(dir, "captured")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mailbotBin, "run", "-c", "mailbot.yaml", "--dry-run", out)
+	cmd.Dir = dir
+	cmd.Env = cleanEnv()
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(20 * time.Second)
+	var emls []string
+	for len(emls) < 2 { // the start note and the health alert
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for captured messages; log:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+		emls, _ = filepath.Glob(filepath.Join(out, "*.eml"))
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("run --dry-run did not exit 0: %v\n%s", err, logs.String())
+	}
+	subjects := map[string]bool{}
+	for _, e := range emls {
+		raw, err := os.ReadFile(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subjects[subject(t, raw)] = true
+		tr, err := os.ReadFile(strings.TrimSuffix(e, ".eml") + ".transcript")
+		if err != nil || !strings.Contains(string(tr), "C: AUTH PLAIN <redacted>") {
+			t.Errorf("transcript for %s: %v\n%s", e, err, tr)
+		}
+	}
+	if !subjects["[mailbot] started"] {
+		t.Errorf("captured subjects %v lack the start note", subjects)
+	}
+	if n := len(maildirMessages(t, dir)); n != 0 {
+		t.Errorf("dry run delivered %d message(s)", n)
+	}
+}

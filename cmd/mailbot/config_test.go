@@ -1,0 +1,94 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+func TestLineOf(t *testing.T) {
+	t.Parallel()
+	const doc = `scripts_dir: s
+accounts:
+  relay:
+    host: h
+    port: 0
+dev_server:
+  listen: x
+`
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &root); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path []string
+		want int
+	}{
+		{[]string{"scripts_dir"}, 1},
+		{[]string{"accounts"}, 2},
+		{[]string{"accounts", "relay", "port"}, 5},
+		{[]string{"accounts", "relay", "tls"}, 3}, // absent: the owning section
+		{[]string{"dev_server", "listen"}, 7},
+		{[]string{"nope", "x"}, 0},
+	}
+	for _, tc := range tests {
+		if got := lineOf(&root, tc.path...); got != tc.want {
+			t.Errorf("lineOf(%v) = %d, want %d", tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestParseConfigDefaultsAndPaths(t *testing.T) {
+	t.Parallel()
+	cfg, err := ParseConfig("/etc/mailbot/mailbot.yaml", []byte("state_dir: /var/lib/mailbot\nrun_timeout: 2m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if probs := cfg.Validate(); len(probs) != 0 {
+		t.Fatalf("unexpected problems: %v", probs)
+	}
+	if cfg.Workers != 4 || cfg.RunTimeout != 2*time.Minute || cfg.Log.Level != "info" || cfg.Sandbox != "strict" {
+		t.Errorf("defaults not kept: %+v", cfg)
+	}
+	if got := cfg.Resolve(cfg.ScriptsDir); got != "/etc/mailbot/scripts" {
+		t.Errorf("scripts_dir resolves to %q", got)
+	}
+	if got := cfg.Resolve(cfg.StateDir); got != "/var/lib/mailbot" {
+		t.Errorf("absolute state_dir became %q", got)
+	}
+}
+
+func TestCheckSecrets(t *testing.T) {
+	t.Parallel()
+	const doc = `accounts:
+  a:
+    host: h
+    username: u
+    password_env: A_PW
+  b:
+    host: h
+    username: u
+  dev:
+    host: dev_server
+    username: u
+dev_server: {}
+`
+	cfg, err := ParseConfig("m.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs := cfg.CheckSecrets(func(string) (string, bool) { return "", false })
+	want := []string{
+		"m.yaml:5: accounts.a.password_env: environment variable A_PW is not set",
+		"m.yaml:6: accounts.b: username is set but there is no password_env or password_file",
+	}
+	if len(probs) != len(want) {
+		t.Fatalf("got %v, want %v", probs, want)
+	}
+	for i := range want {
+		if probs[i].String() != want[i] {
+			t.Errorf("problem %d = %q, want %q", i, probs[i], want[i])
+		}
+	}
+}
