@@ -496,8 +496,13 @@ func (e *Engine) handleFile(fr *fileRun, rf ReadyFile) {
 	}
 	err := e.run(&fr.trigger, ev, nil)
 	e.inflight.end()
-	if err != nil && wantsRetry(err) {
-		err = Retry(err)
+	if err != nil {
+		// The .error note gets the readable form of a raised table.
+		retry := wantsRetry(err)
+		err = &describedError{err}
+		if retry {
+			err = Retry(err)
+		}
 	}
 	d, cerr := fr.ft.Complete(rf, err)
 	if cerr != nil {
@@ -649,3 +654,10 @@ func (e *Engine) logRun(t *trigger, start time.Time, ctx context.Context, err er
 	}
 	e.log.Error("run failed", attrs...)
 }
+
+// describedError renders a Lua error for people (luabind.DescribeError)
+// while keeping the original for errors.As.
+type describedError struct{ err error }
+
+func (d *describedError) Error() string { return luabind.DescribeError(d.err) }
+func (d *describedError) Unwrap() error { return d.err }

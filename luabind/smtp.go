@@ -39,6 +39,9 @@ type Account struct {
 	// RootCAs, when set, replaces the system roots for this account (the
 	// embedded dev server's generated certificate, a private CA).
 	RootCAs *x509.CertPool
+	// TLSFingerprints pins the server certificate by SHA-256 (see
+	// smtp.Dialer.TLSFingerprints).
+	TLSFingerprints [][32]byte
 }
 
 // SMTPOptions configures the Lua smtp module. The zero value is usable.
@@ -86,6 +89,9 @@ type luaClient struct {
 	// tlsExplicit records that the script or account chose the TLS mode.
 	tlsExplicit bool
 	dryRun      *DryRun
+	// dryTranscript receives the transcript in a dry run, whatever the
+	// script does with set_debuglevel.
+	dryTranscript io.Writer
 }
 
 // clientRegistry records the clients each state opened, so the host can
@@ -203,6 +209,20 @@ func checkClient(L *lua.LState, n int) *luaClient {
 	return nil
 }
 
+// effectiveTLSConfig returns cfg, or in a dry run a copy that trusts the
+// capture server instead.
+func (lc *luaClient) effectiveTLSConfig(cfg *tls.Config) *tls.Config {
+	if lc.dryRun == nil {
+		return cfg
+	}
+	cfg = cfg.Clone()
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	cfg.RootCAs, cfg.ServerName, cfg.InsecureSkipVerify = lc.dryRun.RootCAs, "localhost", false
+	return cfg
+}
+
 // connected returns the client's connection or raises SMTPServerDisconnected.
 func connected(L *lua.LState, lc *luaClient) *smtp.Client {
 	if lc.c == nil {
@@ -288,6 +308,7 @@ func configureClient(L *lua.LState, opts *SMTPOptions, lc *luaClient, t *lua.LTa
 			d.Timeout, d.CommandTimeout = a.Timeout, a.Timeout
 		}
 		d.AllowInsecureAuth = a.AllowInsecureAuth
+		d.TLSFingerprints = a.TLSFingerprints
 		if a.RootCAs != nil {
 			tlsCfg.RootCAs = a.RootCAs
 		}
@@ -432,12 +453,17 @@ func dial(L *lua.LState, lc *luaClient) {
 	switch {
 	case lc.dryRun != nil:
 		d := lc.dialer // a copy: the script's settings stay as they were
-		d.TLSConfig = d.TLSConfig.Clone()
-		d.TLSConfig.RootCAs, d.TLSConfig.ServerName, d.TLSConfig.InsecureSkipVerify = lc.dryRun.RootCAs, "localhost", false
+		d.TLSConfig = lc.effectiveTLSConfig(d.TLSConfig)
 		d.TLSFingerprints = nil
 		d.LMTP = false
+		if d.TLS == smtp.TLSImplicit {
+			// The capture server speaks STARTTLS only; the message and
+			// its transcript are what a dry run is about.
+			d.TLS = smtp.TLSStartTLS
+		}
 		if lc.dryRun.Transcript != nil {
 			if w := lc.dryRun.Transcript(target); w != nil {
+				lc.dryTranscript = w
 				if d.Debug != nil {
 					d.Debug = io.MultiWriter(d.Debug, w)
 				} else {
@@ -560,7 +586,7 @@ func clientStartTLS(L *lua.LState) int {
 			cfg.InsecureSkipVerify = true
 		}
 	}
-	if err := c.StartTLS(runCtx(L), cfg); err != nil {
+	if err := c.StartTLS(runCtx(L), lc.effectiveTLSConfig(cfg)); err != nil {
 		raiseSMTP(L, err)
 	}
 	L.Push(lua.LNumber(220))
@@ -1032,12 +1058,22 @@ func clientSetDebuglevel(L *lua.LState) int {
 		return 0
 	}
 	if lvl <= 0 {
-		lc.c.SetDebug(nil, false)
+		if lc.dryTranscript != nil {
+			lc.c.SetDebug(lc.dryTranscript, false)
+		} else {
+			lc.c.SetDebug(nil, false)
+		}
 		return 0
 	}
-	w, ok := lc.dialer.Debug.(*transcriptLog)
-	if !ok {
+	var w io.Writer
+	if tl, ok := lc.dialer.Debug.(*transcriptLog); ok {
+		w = tl
+	} else {
 		w = &transcriptLog{logger: slog.Default(), script: scriptName(L)}
+	}
+	if lc.dryTranscript != nil {
+		// Keep the dry run's transcript file complete.
+		w = io.MultiWriter(w, lc.dryTranscript)
 	}
 	lc.c.SetDebug(w, lvl >= 2)
 	return 0
@@ -1168,7 +1204,10 @@ func DescribeError(err error) string {
 	if kind == lua.LNil && msg == lua.LNil {
 		return err.Error()
 	}
-	s := kind.String() + ": " + msg.String()
+	s := msg.String()
+	if kind != lua.LNil {
+		s = kind.String() + ": " + s
+	}
 	if where, ok := t.RawGetString("where").(lua.LString); ok && where != "" {
 		s = string(where) + ": " + s
 	}

@@ -124,6 +124,13 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 			Timeout:           a.Timeout,
 			AllowInsecureAuth: a.AllowInsecureAuth,
 		}
+		if a.TLSFingerprint != "" {
+			pin, err := smtp.ParseFingerprint(a.TLSFingerprint)
+			if err != nil {
+				return nil, fmt.Errorf("accounts.%s.tls_fingerprint: %w", name, err)
+			}
+			acc.TLSFingerprints = [][32]byte{pin}
+		}
 		if a.CAFile != "" {
 			pool, err := loadCAFile(cfg.Resolve(a.CAFile))
 			if err != nil {

@@ -676,7 +676,7 @@ func TestProbe(t *testing.T) {
 		code int
 		want []string
 	}{
-		{"untrusted still shows chain", []string{srv.Addr()}, 0, []string{
+		{"untrusted still shows chain", []string{srv.Addr()}, exitTLS, []string{
 			"Greeting: 220 ", "EHLO extensions (before STARTTLS):", "  STARTTLS", "EHLO extensions (after STARTTLS):",
 			"AUTH mechanisms: PLAIN LOGIN", "SIZE: 26214400 bytes", "TLS: TLS 1.3", "SHA-256: " + fp,
 			"Certificate verification: FAILED",

@@ -25,8 +25,9 @@ result is reported. probe never authenticates and sends no mail.
 
 The port defaults to 465 with --tls implicit, 25 with --tls none, else 587.
 
-Exit status: 0 the server answered, 1 usage error, 3 connect failed,
-4 TLS failed, 9 timeout.`
+Exit status: 0 the server answered and its certificate (if any) verifies,
+1 usage error, 3 connect failed, 4 TLS failed or the certificate does not
+verify (everything is still shown), 9 timeout.`
 
 // cmdProbe implements "mailbot probe".
 func (m *Main) cmdProbe(ctx context.Context, args []string) int {
@@ -186,6 +187,12 @@ func (p *prober) run(ctx context.Context, addr string, mode smtp.TLSMode, timeou
 	p.printSummary(c)
 	if _, err := c.Quit(ctx); err != nil {
 		fmt.Fprintf(m.Stderr, "mailbot probe: QUIT: %v\n", err)
+	}
+	if p.verified && p.verifyErr != nil {
+		// Everything was shown, but a client verifying certificates
+		// (mailbot's default) would refuse this server: say so in the
+		// exit status too, so scripts can act on it.
+		return exitTLS
 	}
 	return exitOK
 }
