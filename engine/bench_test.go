@@ -192,7 +192,19 @@ end)`, 5+i%55)
   last = ev.name
 end)`, drop, i)
 		}
-		src := fmt.Sprintf("-- job %04d: a small %s job\nlocal runs, last = 0, nil\n%s\n", i, kind, reg)
+		var helpers strings.Builder
+		if kind == "every_10fn" {
+			// A job split into helpers, as real ones are: ten small local
+			// functions besides the handler.
+			for f := range 10 {
+				fmt.Fprintf(&helpers, "local function step%d(x) return (x or 0) + %d end\n", f, f)
+			}
+			reg = fmt.Sprintf(`mailbot.every("%dm", function(ev)
+  runs = step9(step8(step7(step6(step5(step4(step3(step2(step1(step0(runs))))))))))
+  last = ev.scheduled_at
+end)`, 5+i%55)
+		}
+		src := fmt.Sprintf("-- job %04d: a small %s job\nlocal runs, last = 0, nil\n%s%s\n", i, kind, helpers.String(), reg)
 		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("job%04d.lua", i)), []byte(src), 0o644); err != nil {
 			b.Fatal(err)
 		}
@@ -202,14 +214,16 @@ end)`, drop, i)
 // BenchmarkLoad1000Scripts starts an engine on 1,000 scripts and measures
 // the time to "engine started" and the live memory per loaded script.
 //
-// The every variant is the target as stated. The on_file variant also
+// The every variant is the target as stated; every_10fn adds ten small
+// local functions to each script, because every compiled function has a
+// fixed memory cost. The on_file variant also
 // waits until every script's file trigger has started or failed (they
 // start in the background after the load) and reports the failures
 // ("trigger-errors"): each on_file trigger owns an fsnotify watcher, that
 // is an inotify instance, and Linux allows 128 per user by default
 // (fs.inotify.max_user_instances).
 func BenchmarkLoad1000Scripts(b *testing.B) {
-	for _, kind := range []string{"every", "on_file"} {
+	for _, kind := range []string{"every", "every_10fn", "on_file"} {
 		b.Run(kind, func(b *testing.B) { benchLoad(b, kind) })
 	}
 }
