@@ -239,7 +239,7 @@ func benchLoad(b *testing.B, kind string) {
 	}
 
 	var loadTotal, cpuTotal time.Duration
-	var heapTotal, stackTotal float64
+	var heapTotal, stackTotal, gTotal float64
 	var triggerErrs int64
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -248,6 +248,7 @@ func benchLoad(b *testing.B, kind string) {
 		log := newBenchLog()
 		cfg := Config{ScriptsDir: scripts, StateDir: filepath.Join(root, fmt.Sprintf("state%d", i))}
 		heap0, stack0 := liveHeap()
+		g0 := runtime.NumGoroutine()
 		cpu0 := cpuTime()
 		b.StartTimer()
 
@@ -266,6 +267,7 @@ func benchLoad(b *testing.B, kind string) {
 		runtime.KeepAlive(be.e) // every state is alive while measured
 		heapTotal += float64(int64(heap1)-int64(heap0)) / benchScripts
 		stackTotal += float64(int64(stack1)-int64(stack0)) / benchScripts
+		gTotal += float64(runtime.NumGoroutine()-g0) / benchScripts
 		be.stop(b)
 		b.StartTimer()
 	}
@@ -275,6 +277,7 @@ func benchLoad(b *testing.B, kind string) {
 	b.ReportMetric(float64(cpuTotal.Microseconds())/1000/n, "cpu-ms/load")
 	b.ReportMetric(heapTotal/n, "heap-B/script")
 	b.ReportMetric(stackTotal/n, "stack-B/script")
+	b.ReportMetric(gTotal/n, "goroutines/script")
 	if kind == "on_file" {
 		b.ReportMetric(float64(triggerErrs)/n, "trigger-errors")
 	}
