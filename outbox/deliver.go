@@ -1,0 +1,588 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"math"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailbot/mailbot/smtp"
+)
+
+// Account says how to deliver the messages enqueued for one account name.
+type Account struct {
+	// Dialer opens sessions; nil means a zero smtp.Dialer (STARTTLS
+	// required, certificates verified).
+	Dialer *smtp.Dialer
+	// Addr is the relay, "host:port".
+	Addr string
+	// Username enables AUTH; Password is asked for at each new session,
+	// so a rotated secret is picked up. Neither is ever logged.
+	Username string
+	Password func() (string, error)
+	// Concurrency is the number of parallel sessions; default 1.
+	Concurrency int
+	// RatePerSecond caps messages per second over all sessions of the
+	// account; 0 means no cap. It uses the real clock.
+	RatePerSecond float64
+	// SendOptions are passed to every SendMail (DSN, REQUIRETLS...).
+	SendOptions *smtp.SendOptions
+}
+
+// Report counts the outcomes of delivery attempts.
+type Report struct {
+	Sent     int // messages delivered to every remaining recipient
+	Deferred int // attempts that left recipients queued for a retry
+	Bounced  int // messages moved to dead letters
+}
+
+// Deliver runs delivery workers for every account until ctx ends, and
+// returns ctx's error then. Messages enqueued through this Outbox wake it
+// at once; changes made by other processes are seen within PollInterval.
+// Messages for account names not in accounts stay queued. Only one
+// Deliver or DeliverOnce runs per Outbox at a time.
+func (o *Outbox) Deliver(ctx context.Context, accounts map[string]Account) error {
+	if !o.deliverMu.TryLock() {
+		return errors.New("outbox: Deliver is already running")
+	}
+	defer o.deliverMu.Unlock()
+	if err := o.rescan(); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(o.opts.PollInterval)
+		defer t.Stop()
+		lastPrune := time.Time{}
+		for {
+			if time.Since(lastPrune) > time.Hour {
+				o.prune()
+				lastPrune = time.Now()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := o.rescan(); err != nil {
+					o.log.Warn("outbox: rescan", "error", err)
+				}
+			}
+		}
+	})
+	var rep report
+	o.startWorkers(ctx, &wg, accounts, false, &rep)
+	wg.Wait()
+	if err := o.flushSent(); err != nil {
+		o.log.Warn("outbox: flush sent records", "error", err)
+	}
+	return ctx.Err()
+}
+
+// DeliverOnce delivers every message that is due now, then returns; for
+// one-shot runs. Messages deferred during the run are not retried in it.
+func (o *Outbox) DeliverOnce(ctx context.Context, accounts map[string]Account) (Report, error) {
+	if !o.deliverMu.TryLock() {
+		return Report{}, errors.New("outbox: Deliver is already running")
+	}
+	defer o.deliverMu.Unlock()
+	if err := o.rescan(); err != nil {
+		return Report{}, err
+	}
+	var wg sync.WaitGroup
+	var rep report
+	o.startWorkers(ctx, &wg, accounts, true, &rep)
+	wg.Wait()
+	err := o.flushSent()
+	return Report{Sent: int(rep.sent.Load()), Deferred: int(rep.deferred.Load()), Bounced: int(rep.bounced.Load())}, errors.Join(ctx.Err(), err)
+}
+
+type report struct{ sent, deferred, bounced atomic.Int64 }
+
+func (o *Outbox) startWorkers(ctx context.Context, wg *sync.WaitGroup, accounts map[string]Account, once bool, rep *report) {
+	for name, acct := range accounts {
+		n := max(acct.Concurrency, 1)
+		var lim *limiter
+		if acct.RatePerSecond > 0 {
+			lim = &limiter{interval: time.Duration(float64(time.Second) / acct.RatePerSecond)}
+		}
+		for range n {
+			w := &worker{o: o, name: name, acct: acct, once: once, lim: lim, rep: rep}
+			wg.Go(func() { w.run(ctx) })
+		}
+	}
+}
+
+// limiter spaces sends of one account evenly.
+type limiter struct {
+	mu       sync.Mutex
+	interval time.Duration
+	next     time.Time
+}
+
+func (l *limiter) wait(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	now := time.Now()
+	t := l.next
+	if t.Before(now) {
+		t = now
+	}
+	l.next = t.Add(l.interval)
+	l.mu.Unlock()
+	if d := t.Sub(now); d > 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// worker delivers one account's messages over one SMTP session at a time,
+// reusing it for as long as messages are due.
+type worker struct {
+	o    *Outbox
+	name string
+	acct Account
+	once bool
+	lim  *limiter
+	rep  *report
+
+	c    *smtp.Client
+	tls  bool
+	user string // authenticated user, "" without AUTH
+}
+
+func (w *worker) run(ctx context.Context) {
+	defer w.closeSession(ctx)
+	for ctx.Err() == nil {
+		e, due, changed := w.o.idx.claim(w.name, w.o.opts.Now())
+		if e != nil {
+			w.deliver(ctx, e)
+			continue
+		}
+		if w.once {
+			return
+		}
+		// Idle: end the batch. Close the session rather than hold a
+		// relay connection open, and make the sent records durable.
+		w.closeSession(ctx)
+		if err := w.o.flushSent(); err != nil {
+			w.o.log.Warn("outbox: flush sent records", "error", err)
+		}
+		var timeout <-chan time.Time
+		var t *time.Timer
+		if !due.IsZero() {
+			t = time.NewTimer(max(due.Sub(w.o.opts.Now()), time.Millisecond))
+			timeout = t.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-timeout:
+		}
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
+func (w *worker) closeSession(ctx context.Context) {
+	if w.c == nil {
+		return
+	}
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, _ = w.c.Quit(qctx)
+	w.dropSession()
+}
+
+func (w *worker) dropSession() {
+	if w.c != nil {
+		w.c.Close()
+		w.c = nil
+	}
+	w.tls, w.user = false, ""
+}
+
+// connect opens and authenticates a session.
+func (w *worker) connect(ctx context.Context) error {
+	d := w.acct.Dialer
+	if d == nil {
+		d = &smtp.Dialer{}
+	}
+	c, err := d.Dial(ctx, w.acct.Addr)
+	if err != nil {
+		return err
+	}
+	_, w.tls = c.TLSConnectionState()
+	w.user = ""
+	if w.acct.Username != "" {
+		pass := ""
+		if w.acct.Password != nil {
+			if pass, err = w.acct.Password(); err != nil {
+				c.Close()
+				return &connectPhaseError{fmt.Errorf("outbox: password for account %q: %w", w.name, err)}
+			}
+		}
+		if err := c.Login(ctx, w.acct.Username, pass); err != nil {
+			c.Close()
+			return &connectPhaseError{err}
+		}
+		w.user = w.acct.Username
+	}
+	w.c = c
+	return nil
+}
+
+// connectPhaseError marks failures to set up a session (after the dial):
+// login, password lookup. They are the account's problem, not the
+// message's, so they are always retried.
+type connectPhaseError struct{ err error }
+
+func (e *connectPhaseError) Error() string { return e.err.Error() }
+func (e *connectPhaseError) Unwrap() error { return e.err }
+
+// deliver makes one attempt at e.
+func (w *worker) deliver(ctx context.Context, e *entry) {
+	o := w.o
+	path := o.path(StateQueued, e.item.ID)
+	lf, err := lockFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			o.idx.settle(e, nil, nil) // delivered or deleted elsewhere
+			return
+		}
+		if !errors.Is(err, ErrBusy) {
+			o.log.Warn("outbox: open queued message", "id", e.item.ID, "error", err)
+		}
+		// Busy: another process is on it. Look again after a poll.
+		it := e.item
+		it.NextAttempt = o.opts.Now().Add(o.opts.PollInterval)
+		o.idx.settle(e, &it, e.fi)
+		return
+	}
+	defer lf.unlock()
+	it, data, err := lf.read()
+	if err != nil {
+		o.log.Error("outbox: unreadable queued message left in place", "id", e.item.ID, "error", err)
+		it := e.item
+		it.NextAttempt = o.opts.Now().Add(o.opts.Backoff.Max)
+		o.idx.settle(e, &it, e.fi)
+		return
+	}
+	if err := w.lim.wait(ctx); err != nil {
+		o.idx.settle(e, &it, e.fi)
+		return
+	}
+	if w.c == nil {
+		if err := w.connect(ctx); err != nil {
+			w.finish(ctx, e, lf, &it, data, nil, err)
+			// The relay is unreachable: every other due message of the
+			// account would fail the same way now, so defer them all
+			// without dialling again.
+			w.deferAllDue(ctx, err)
+			return
+		}
+	}
+	refused, err := w.c.SendMail(ctx, it.From, it.To, data, w.acct.SendOptions)
+	w.finish(ctx, e, lf, &it, data, refused, err)
+}
+
+// deferAllDue records a failed attempt with err for every due message.
+func (w *worker) deferAllDue(ctx context.Context, cause error) {
+	for ctx.Err() == nil {
+		e, _, _ := w.o.idx.claim(w.name, w.o.opts.Now())
+		if e == nil {
+			return
+		}
+		lf, err := lockFile(w.o.path(StateQueued, e.item.ID))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				w.o.idx.settle(e, nil, nil)
+			} else {
+				it := e.item
+				it.NextAttempt = w.o.opts.Now().Add(w.o.opts.PollInterval)
+				w.o.idx.settle(e, &it, e.fi)
+			}
+			continue
+		}
+		it, data, err := lf.read()
+		if err != nil {
+			it := e.item
+			it.NextAttempt = w.o.opts.Now().Add(w.o.opts.Backoff.Max)
+			w.o.idx.settle(e, &it, e.fi)
+			lf.unlock()
+			continue
+		}
+		w.finish(ctx, e, lf, &it, data, nil, cause)
+		lf.unlock()
+	}
+}
+
+// failure classifies a whole-transaction error.
+type failure struct {
+	temporary bool
+	unknown   bool // the server may have accepted the message
+	keep      bool // the session is still usable
+	reply     Reply
+}
+
+func classify(err error) failure {
+	f := failure{temporary: true, reply: Reply{Text: err.Error()}}
+	var (
+		se  *smtp.SMTPError
+		uo  *smtp.UnknownOutcomeError
+		ns  *smtp.NotSupportedError
+		cpe *connectPhaseError
+		ce  *smtp.ConnectError
+		te  *smtp.TLSError
+	)
+	if errors.As(err, &se) {
+		f.reply = Reply{Command: se.Command, Code: se.Code, Text: se.Message}
+		if !se.Enhanced.IsZero() {
+			f.reply.Enhanced = se.Enhanced.String()
+		}
+	}
+	switch {
+	case errors.As(err, &cpe), errors.As(err, &ce), errors.As(err, &te):
+		// Cannot open a session (refused, greeting 554, bad certificate,
+		// wrong password): an account problem an operator can fix, so the
+		// message waits rather than bounces.
+	case errors.As(err, &uo):
+		f.unknown = true
+	case errors.As(err, &ns):
+		// The message needs an extension the server lacks (SMTPUTF8,
+		// REQUIRETLS, SIZE): retrying cannot help.
+		f.temporary, f.keep = false, true
+	case se != nil:
+		// Refused MAIL, DATA or message: the client has reset the
+		// transaction, the session goes on.
+		f.temporary, f.keep = se.Temporary(), true
+	}
+	return f
+}
+
+// finish records the outcome of an attempt and settles e. lf is held.
+func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item, data []byte, refused smtp.Refusals, err error) {
+	o := w.o
+	now := o.opts.Now()
+	pending := it.To
+
+	var rre *smtp.RecipientsRefusedError
+	if errors.As(err, &rre) {
+		refused, err = rre.Recipients, nil
+	}
+	var f failure
+	if err != nil {
+		f = classify(err)
+		if !f.keep {
+			w.dropSession()
+		}
+		if ctx.Err() != nil && !f.unknown {
+			// Interrupted by shutdown: no verdict on the message, and no
+			// attempt counted.
+			o.idx.settle(e, it, e.fi)
+			return
+		}
+	}
+	it.Attempts++
+	it.LastAttempt = now
+	var temp []string
+	var tempReply = map[string]Reply{}
+	if err != nil {
+		if f.temporary {
+			temp = pending
+			for _, r := range pending {
+				tempReply[r] = f.reply
+			}
+		} else {
+			for _, r := range pending {
+				it.Refused = append(it.Refused, Refusal{Recipient: r, Reply: f.reply, At: now})
+			}
+		}
+		it.LastError, it.LastReply = err.Error(), &f.reply
+	} else {
+		for _, r := range pending {
+			se, ok := refused[r]
+			switch {
+			case !ok:
+				it.Delivered = append(it.Delivered, r)
+			case se.Temporary():
+				temp = append(temp, r)
+				tempReply[r] = smtpReply(se)
+			default:
+				it.Refused = append(it.Refused, Refusal{Recipient: r, Reply: smtpReply(se), At: now})
+			}
+		}
+		it.LastError, it.LastReply = "", nil
+		if len(refused) > 0 {
+			first := refused[slices.Sorted(maps.Keys(refused))[0]]
+			rp := smtpReply(first)
+			it.LastError, it.LastReply = first.Error(), &rp
+		}
+	}
+	it.To = temp
+	var outcome string
+	switch {
+	case len(temp) > 0 && now.Sub(it.Created) >= o.opts.MaxAge:
+		for _, r := range temp {
+			it.Refused = append(it.Refused, Refusal{Recipient: r, Reply: tempReply[r], At: now})
+		}
+		outcome = w.bury(e, lf, it, data, "maximum queue age exceeded")
+	case len(temp) > 0:
+		outcome = w.deferMsg(e, lf, it, data, len(it.Delivered) > 0 || len(it.Refused) > 0)
+	case len(it.Refused) > 0:
+		outcome = w.bury(e, lf, it, data, "refused permanently")
+	default:
+		outcome = w.sent(e, lf, it)
+	}
+	w.logAttempt(ctx, it, pending, len(data), outcome, f, err)
+}
+
+func smtpReply(se *smtp.SMTPError) Reply {
+	r := Reply{Command: se.Command, Code: se.Code, Text: se.Message}
+	if !se.Enhanced.IsZero() {
+		r.Enhanced = se.Enhanced.String()
+	}
+	return r
+}
+
+// backoff returns the delay before attempt number attempts+1.
+func (o *Outbox) backoff(attempts int) time.Duration {
+	b := o.opts.Backoff
+	d := float64(b.Initial) * math.Pow(b.Multiplier, float64(max(attempts-1, 0)))
+	d = math.Min(d, float64(b.Max))
+	d *= 1 + b.Jitter*(2*o.opts.Rand()-1)
+	return time.Duration(d)
+}
+
+// deferMsg rewrites the queued file with the new schedule. The rewrite is
+// flushed only when recipients were delivered or refused in this attempt
+// (losing that would re-send to them); losing a plain deferral to a power
+// failure only brings the retry forward.
+func (w *worker) deferMsg(e *entry, lf *lockedFile, it *Item, data []byte, progress bool) string {
+	o := w.o
+	it.Seq++
+	it.NextAttempt = it.LastAttempt.Add(o.backoff(it.Attempts))
+	content, err := encodeFile(it, data)
+	if err == nil {
+		err = o.replaceFile(lf.path, content, progress)
+	}
+	if err != nil {
+		o.log.Error("outbox: record deferral", "id", it.ID, "error", err)
+	}
+	o.ctr.deferred.Add(1)
+	w.rep.deferred.Add(1)
+	o.idx.settle(e, it, nil)
+	return "deferred"
+}
+
+// bury moves the message to dead/ with its replies: the new file is
+// written and flushed first, then the queued one removed, so a crash in
+// between leaves two copies, which Open settles by Seq.
+func (w *worker) bury(e *entry, lf *lockedFile, it *Item, data []byte, reason string) string {
+	o := w.o
+	it.Seq++
+	it.State = StateDead
+	it.DeadAt, it.DeadReason = it.LastAttempt, reason
+	it.To = nil
+	for _, r := range it.Refused {
+		it.To = append(it.To, r.Recipient)
+	}
+	content, err := encodeFile(it, data)
+	if err == nil {
+		err = o.replaceFile(o.path(StateDead, it.ID), content, true)
+	}
+	if err != nil {
+		o.log.Error("outbox: move to dead letters failed; message stays queued", "id", it.ID, "error", err)
+		it.State, it.Seq = StateQueued, it.Seq-1
+		it.NextAttempt = it.LastAttempt.Add(o.opts.Backoff.Max)
+		o.idx.settle(e, it, nil)
+		return "deferred"
+	}
+	if err := os.Remove(lf.path); err != nil {
+		o.log.Warn("outbox: remove buried message from queue", "id", it.ID, "error", err)
+	} else if err := syncDir(lf.path[:len(lf.path)-len(it.ID)-1]); err != nil {
+		o.log.Warn("outbox: flush queue", "error", err)
+	}
+	o.ctr.bounced.Add(1)
+	w.rep.bounced.Add(1)
+	o.idx.settle(e, nil, nil)
+	return "bounced"
+}
+
+// sent moves the delivered message to sent/. The rename is the "sent"
+// mark: one system call right after the server's 250, so a kill -9 can
+// only re-send a message caught between the two. The directory flush is
+// batched (see flushSent): a power failure may re-send the messages moved
+// since the last flush.
+func (w *worker) sent(e *entry, lf *lockedFile, it *Item) string {
+	o := w.o
+	if err := os.Rename(lf.path, o.path(StateSent, it.ID)); err != nil {
+		// Never leave a delivered message queued silently.
+		o.log.Error("outbox: mark delivered message as sent", "id", it.ID, "error", err)
+	}
+	o.markSentDirty()
+	o.ctr.sent.Add(1)
+	w.rep.sent.Add(1)
+	o.idx.settle(e, nil, nil)
+	return "sent"
+}
+
+// logAttempt writes the one record per delivery attempt, with the fields
+// msmtp logs per delivery. Credentials are never among them.
+func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size int, outcome string, f failure, err error) {
+	level, msg := slog.LevelInfo, "outbox: delivered"
+	code, text, enhanced := 250, "", ""
+	if it.LastReply != nil {
+		code, text, enhanced = it.LastReply.Code, it.LastReply.Text, it.LastReply.Enhanced
+	}
+	switch {
+	case f.unknown:
+		level, msg = slog.LevelWarn, "outbox: delivery outcome unknown, will retry: the message may arrive twice"
+		outcome = "unknown-" + outcome
+	case outcome == "deferred":
+		level, msg = slog.LevelWarn, "outbox: deferred"
+	case outcome == "bounced":
+		level, msg = slog.LevelError, "outbox: bounced to dead letters"
+	}
+	if err == nil && it.LastReply == nil {
+		code = 250
+	}
+	attrs := []slog.Attr{
+		slog.String("id", it.ID),
+		slog.String("outcome", outcome),
+		slog.String("account", w.name),
+		slog.String("host", w.acct.Addr),
+		slog.Bool("tls", w.tls),
+		slog.String("auth_user", w.user),
+		slog.String("from", it.From),
+		slog.Any("recipients", rcpts),
+		slog.Int("size", size),
+		slog.Int("smtp_code", code),
+		slog.String("smtp_enhanced", enhanced),
+		slog.String("smtp_text", text),
+		slog.Int("attempt", it.Attempts),
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	if outcome == "deferred" || outcome == "unknown-deferred" {
+		attrs = append(attrs, slog.Time("next_attempt", it.NextAttempt), slog.Any("pending", it.To))
+	}
+	w.o.log.LogAttrs(ctx, level, msg, attrs...)
+}

@@ -1,0 +1,102 @@
+// Package outbox is mailbot's durable outbox: a message is accepted to disk
+// first and delivered after, temporary failures are retried with
+// exponential backoff until a maximum age, permanent failures become dead
+// letters with the server's reply, and nothing is dropped silently.
+//
+// # Use
+//
+//	ob, err := outbox.Open("/var/spool/mailbot", outbox.Options{Logger: log})
+//	id, dup, err := ob.Enqueue(ctx, outbox.Envelope{Account: "default", From: from, To: to}, msg)
+//	err = ob.Deliver(ctx, map[string]outbox.Account{"default": {Dialer: d, Addr: "smtp.example.org:587"}})
+//
+// mail.send in Lua maps to Enqueue, `mailbot run` to Deliver, `exec
+// --deliver` to DeliverOnce and `mailbot queue ...` to List, Get, Dead,
+// Retry, RetryAll, Delete, Requeue and Stats.
+//
+// # Store: a spool directory
+//
+// The store is a directory of plain files, the way Postfix and msmtpq keep
+// their queues, rather than an embedded database: it needs no new module,
+// an operator can inspect and repair it with ls, head and mv, rename(2) gives
+// atomic state changes, flock(2) gives per-message locks that die with their
+// process, and any number of processes (daemon, CLI) can share it without a
+// server. The layout:
+//
+//	queue/<id>   messages waiting for delivery
+//	dead/<id>    dead letters
+//	sent/<id>    delivered messages, kept for KeyRetention (idempotency)
+//	keys/<sha256(key) hex>   {"key","id","created"}: idempotency records
+//	tmp/         files being written; never read, stale ones removed by Open
+//	lock         taken (flock) by an enqueue batch, across processes
+//
+// Every message file is one line of JSON metadata (Item, including the
+// size and CRC-32C of the bytes), a newline, then the message bytes exactly
+// as given to Enqueue. The Message-ID header therefore never changes across
+// retries, so a receiver can recognise a duplicate. Ids are the enqueue
+// time in hex microseconds plus random digits, so they sort by age.
+//
+// # Crash safety
+//
+// A file only ever enters queue/, dead/, sent/ or keys/ by rename of a
+// complete temp file, so a reader sees an old or a new version, never a
+// partial one. Enqueue commits a batch of concurrent calls together
+// (group commit): it writes every temp file, renames them into place and
+// flushes once (one syncfs(2) on Linux; fsync of each file before the
+// rename and of the directories after it elsewhere), and only then
+// returns. A message for which Enqueue returned is therefore on stable
+// storage; a kill -9 or power failure before that may leave a renamed but
+// unflushed file, which the size/CRC check identifies as torn and Open
+// removes: its Enqueue never returned. Keys are renamed after their
+// messages, and a key whose message exists in no directory is treated as
+// absent, so a key can never suppress a message that was not stored.
+//
+// State changes write the new file before removing the old one (queued to
+// dead, dead to queued) and bump Item.Seq; after a crash between the two,
+// Open keeps the copy with the higher Seq. A message being delivered is
+// locked (flock on its file) by the delivering process, so the CLI's
+// Retry/Delete/Requeue get ErrBusy instead of racing it, and a second
+// delivering process skips it.
+//
+// # The duplicate window
+//
+// Delivery is at-least-once. After the server's 250 reply the worker
+// renames queue/<id> to sent/<id> at once; that rename is the "sent" mark.
+// A kill -9 of mailbot between the 250 and the rename (microseconds, with
+// no I/O in between) re-sends that message after restart. To keep the
+// delivery path free of per-message flushes, the directory holding those
+// renames is flushed every 256 deliveries and whenever a worker runs out
+// of due work, so a power failure (not a process crash: the kernel keeps
+// the rename) may re-send the messages delivered since the last flush.
+// A partial delivery (some recipients accepted, some deferred) is flushed
+// at once, so only the pending recipients are retried. An
+// *smtp.UnknownOutcomeError (the connection broke after the final dot)
+// means the message may have been accepted: the outbox retries it (a
+// possible duplicate, in line with at-least-once) and logs the attempt
+// with outcome "unknown-deferred" at warning level.
+//
+// # Delivery
+//
+// Each account gets Concurrency workers. A worker reuses one SMTP session
+// for as many due messages as there are (a refused transaction is reset
+// with RSET by the smtp client; a successful one ends the transaction),
+// reconnects after a connection-level failure, and closes the session
+// when nothing is due. When the relay cannot be reached, every due message
+// of the account is deferred with that error without dialling again.
+//
+// Failures are classified with the smtp package's typed errors: 4yz
+// replies, connection failures (refused, greeting refused, TLS failure,
+// authentication failure: account problems an operator can fix), timeouts,
+// disconnects and unknown outcomes are temporary; 5yz replies and an
+// extension the message needs but the server lacks are permanent.
+// Recipients refused one by one are handled one by one: accepted ones are
+// recorded in Item.Delivered, temporarily refused ones stay in Item.To for
+// the next attempt, permanently refused ones are recorded in
+// Item.Refused, and once nothing is pending a message with refusals
+// becomes a dead letter for exactly those recipients. A message still
+// failing temporarily after MaxAge becomes a dead letter too.
+//
+// Every attempt is logged with one slog record carrying account, host,
+// tls, auth_user, from, recipients, size, smtp_code, smtp_enhanced,
+// smtp_text, error, outcome, attempt and next_attempt; Stats has the
+// counters.
+package outbox

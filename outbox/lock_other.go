@@ -1,0 +1,12 @@
+//go:build !unix
+
+package outbox
+
+import "os"
+
+// On systems without flock(2) the spool is only safe for one process at a
+// time; mailbot targets Unix.
+
+func tryLock(*os.File) error { return nil }
+func lock(*os.File) error    { return nil }
+func unlock(*os.File) error  { return nil }

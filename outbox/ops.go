@@ -1,0 +1,271 @@
+package outbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// The operations below serve `mailbot queue ...`. They read the spool
+// directly, so they see what every process sharing it has done, and they
+// are safe next to a running Deliver in another process: readers only see
+// whole files (every write is a rename of a complete file), and writers
+// take the message's lock, which a delivery holds for the whole attempt
+// (ErrBusy then).
+
+// List returns the queued messages, oldest first.
+func (o *Outbox) List() ([]Item, error) { return o.list(StateQueued) }
+
+// Dead returns the dead letters, oldest first, each with the replies that
+// refused it in Refused and the reason in DeadReason.
+func (o *Outbox) Dead() ([]Item, error) { return o.list(StateDead) }
+
+func (o *Outbox) list(s State) ([]Item, error) {
+	ids, err := o.listIDs(s)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ids) // ids start with the enqueue time
+	items := make([]Item, 0, len(ids))
+	for _, id := range ids {
+		it, err := readMeta(o.path(s, id))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // delivered or moved meanwhile
+			}
+			o.log.Warn("outbox: unreadable spool file", "id", id, "error", err)
+			continue
+		}
+		items = append(items, it)
+	}
+	return items, nil
+}
+
+// Get returns a queued or dead message (queued first) with its bytes.
+// It returns ErrNotFound for an unknown id.
+func (o *Outbox) Get(id string) (Item, []byte, error) {
+	if !validID(id) {
+		return Item{}, nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	for _, s := range []State{StateQueued, StateDead, StateSent} {
+		b, err := os.ReadFile(o.path(s, id))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return Item{}, nil, fmt.Errorf("outbox: get %s: %w", id, err)
+		}
+		it, data, err := decodeFile(b)
+		if err != nil {
+			return Item{}, nil, fmt.Errorf("outbox: get %s: %w", id, err)
+		}
+		return it, data, nil
+	}
+	return Item{}, nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+}
+
+// Retry makes a queued message due now.
+func (o *Outbox) Retry(id string) error {
+	return o.rewrite(StateQueued, id, func(it *Item) { it.NextAttempt = o.opts.Now() })
+}
+
+// RetryAll makes every queued message due now. Messages being delivered
+// at that moment are skipped (they are being tried anyway).
+func (o *Outbox) RetryAll() error {
+	ids, err := o.listIDs(StateQueued)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := o.Retry(id); err != nil && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Requeue moves a dead letter back to the queue, due now, for the
+// recipients that were not delivered. Its age starts again, so it gets a
+// full MaxAge of retries.
+func (o *Outbox) Requeue(id string) error {
+	if !validID(id) {
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	lf, err := o.lockExisting(StateDead, id)
+	if err != nil {
+		return err
+	}
+	defer lf.unlock()
+	it, data, err := lf.read()
+	if err != nil {
+		return fmt.Errorf("outbox: requeue: %w", err)
+	}
+	now := o.opts.Now()
+	it.Seq++
+	it.State = StateQueued
+	it.Refused, it.DeadAt, it.DeadReason = nil, time.Time{}, ""
+	it.Attempts, it.Created, it.NextAttempt = 0, now, now
+	content, err := encodeFile(&it, data)
+	if err != nil {
+		return err
+	}
+	// Queue copy first (flushed), then remove the dead one: a crash in
+	// between leaves both, and Open keeps the higher Seq.
+	if err := o.replaceFile(o.path(StateQueued, id), content, true); err != nil {
+		return fmt.Errorf("outbox: requeue %s: %w", id, err)
+	}
+	if err := os.Remove(lf.path); err != nil {
+		return fmt.Errorf("outbox: requeue %s: remove dead letter: %w", id, err)
+	}
+	o.idx.upsert(it, nil)
+	return nil
+}
+
+// Delete removes a queued or dead message for good. A deleted message's
+// idempotency key no longer blocks enqueueing the same key again.
+func (o *Outbox) Delete(id string) error {
+	if !validID(id) {
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	for _, s := range []State{StateQueued, StateDead} {
+		lf, err := o.lockExisting(s, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = os.Remove(lf.path)
+		lf.unlock()
+		if err != nil {
+			return fmt.Errorf("outbox: delete %s: %w", id, err)
+		}
+		if err := syncDir(filepath.Dir(lf.path)); err != nil {
+			return fmt.Errorf("outbox: delete %s: %w", id, err)
+		}
+		if s == StateQueued {
+			o.idx.remove(id)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrNotFound, id)
+}
+
+// lockExisting locks the file of id in state s, mapping "gone" to
+// ErrNotFound.
+func (o *Outbox) lockExisting(s State, id string) (*lockedFile, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	lf, err := lockFile(o.path(s, id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %s: %w", id, err)
+	}
+	return lf, nil
+}
+
+// rewrite applies fn to the metadata of id under its lock and stores the
+// result durably.
+func (o *Outbox) rewrite(s State, id string, fn func(*Item)) error {
+	lf, err := o.lockExisting(s, id)
+	if err != nil {
+		return err
+	}
+	defer lf.unlock()
+	it, data, err := lf.read()
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	fn(&it)
+	it.Seq++
+	content, err := encodeFile(&it, data)
+	if err != nil {
+		return err
+	}
+	if err := o.replaceFile(lf.path, content, true); err != nil {
+		return fmt.Errorf("outbox: update %s: %w", id, err)
+	}
+	if s == StateQueued {
+		o.idx.upsert(it, nil)
+	}
+	return nil
+}
+
+// Stats is a snapshot of the spool and of this Outbox's counters.
+type Stats struct {
+	// Queued and Dead count the messages on disk now.
+	Queued, Dead int
+	// Enqueued, Sent, Deferred and Bounced count events since Open in
+	// this process: new messages, deliveries, deferred attempts and
+	// messages moved to dead letters.
+	Enqueued, Sent, Deferred, Bounced int64
+}
+
+// Stats returns the current counts.
+func (o *Outbox) Stats() (Stats, error) {
+	q, err := o.listIDs(StateQueued)
+	if err != nil {
+		return Stats{}, err
+	}
+	d, err := o.listIDs(StateDead)
+	if err != nil {
+		return Stats{}, err
+	}
+	return Stats{
+		Queued: len(q), Dead: len(d),
+		Enqueued: o.ctr.queued.Load(), Sent: o.ctr.sent.Load(),
+		Deferred: o.ctr.deferred.Load(), Bounced: o.ctr.bounced.Load(),
+	}, nil
+}
+
+// Prune forgets what KeyRetention no longer needs: idempotency keys and
+// the sent/ records of delivered messages older than the window. Deliver
+// calls it hourly.
+func (o *Outbox) Prune() error { return o.prune() }
+
+func (o *Outbox) prune() error {
+	now := o.opts.Now()
+	var errs []error
+	keysDir := filepath.Join(o.dir, dirKeys)
+	ents, err := os.ReadDir(keysDir)
+	if err != nil {
+		return fmt.Errorf("outbox: prune: %w", err)
+	}
+	for _, e := range ents {
+		p := filepath.Join(keysDir, e.Name())
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var kr keyRecord
+		if json.Unmarshal(b, &kr) != nil || now.Sub(kr.Created) >= o.opts.KeyRetention {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	ids, err := o.listIDs(StateSent)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		p := o.path(StateSent, id)
+		it, err := readMeta(p)
+		if err == nil && now.Sub(it.Created) < o.opts.KeyRetention {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,607 @@
+package outbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound: no message with that id in the state the operation needs.
+	ErrNotFound = errors.New("outbox: message not found")
+	// ErrBusy: the message is being delivered right now (by this or
+	// another process); try again later.
+	ErrBusy = errors.New("outbox: message is busy")
+	// ErrClosed: the Outbox was closed.
+	ErrClosed = errors.New("outbox: closed")
+	// ErrInvalidEnvelope: Enqueue got an envelope that could never be
+	// delivered (no recipient, CR/LF in an address...).
+	ErrInvalidEnvelope = errors.New("outbox: invalid envelope")
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultMaxAge        = 5 * 24 * time.Hour // Postfix's maximal_queue_lifetime
+	DefaultKeyRetention  = 7 * 24 * time.Hour
+	DefaultInitialDelay  = time.Minute
+	DefaultMaxDelay      = time.Hour
+	DefaultMultiplier    = 2.0
+	DefaultJitter        = 0.2
+	DefaultPollInterval  = 10 * time.Second
+	DefaultMaxBatch      = 256
+	defaultSentSyncEvery = 256
+)
+
+// Backoff shapes the delay before retrying a temporarily failed message:
+// Initial * Multiplier^(attempts-1), capped at Max, then multiplied by a
+// random factor in [1-Jitter, 1+Jitter] so that messages deferred together
+// do not all come back at the same instant.
+type Backoff struct {
+	Initial    time.Duration // default 1m
+	Max        time.Duration // default 1h
+	Multiplier float64       // default 2
+	Jitter     float64       // 0..1, default 0.2; negative means none
+}
+
+// Options configures an Outbox. The zero value gives the defaults.
+type Options struct {
+	// MaxAge is how long a message may stay queued; a temporary failure
+	// after that makes it a dead letter. Default 5 days.
+	MaxAge time.Duration
+	// KeyRetention is how long an idempotency key is remembered, counted
+	// from the first enqueue. Default 7 days.
+	KeyRetention time.Duration
+	// Backoff shapes retry delays.
+	Backoff Backoff
+	// PollInterval is how often Deliver rescans the spool for changes made
+	// by other processes (a CLI enqueue or retry). Changes made through
+	// this Outbox wake Deliver at once. Default 10s.
+	PollInterval time.Duration
+	// MaxBatch bounds how many concurrent Enqueue calls one disk flush
+	// covers. Default 256.
+	MaxBatch int
+	// Now is the clock; default time.Now. Tests inject a fake.
+	Now func() time.Time
+	// Rand returns a number in [0, 1) for jitter; default math/rand/v2.
+	Rand func() float64
+	// Logger receives one record per delivery attempt and spool warnings.
+	// Nil discards.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() error {
+	if o.MaxAge == 0 {
+		o.MaxAge = DefaultMaxAge
+	}
+	if o.KeyRetention == 0 {
+		o.KeyRetention = DefaultKeyRetention
+	}
+	b := &o.Backoff
+	if b.Initial == 0 {
+		b.Initial = DefaultInitialDelay
+	}
+	if b.Max == 0 {
+		b.Max = DefaultMaxDelay
+	}
+	if b.Multiplier == 0 {
+		b.Multiplier = DefaultMultiplier
+	}
+	if b.Jitter == 0 {
+		b.Jitter = DefaultJitter
+	}
+	if b.Jitter < 0 {
+		b.Jitter = 0
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case o.MaxAge < 0 || o.KeyRetention < 0 || o.PollInterval < 0:
+		return errors.New("outbox: negative duration in Options")
+	case b.Initial < 0 || b.Max < b.Initial:
+		return errors.New("outbox: Backoff needs 0 < Initial <= Max")
+	case b.Multiplier < 1 || b.Jitter >= 1:
+		return errors.New("outbox: Backoff needs Multiplier >= 1 and Jitter < 1")
+	}
+	return nil
+}
+
+// Outbox is a durable mail queue in a spool directory. Its methods are safe
+// for concurrent use, and several Outbox values (in one or several
+// processes) may share a spool.
+type Outbox struct {
+	dir   string
+	opts  Options
+	log   *slog.Logger
+	spool *os.File // the spool directory, for syncfs
+	lockf *os.File // dir/lock: serialises enqueue batches across processes
+
+	enqCh     chan *enqReq
+	closing   chan struct{}
+	closeOnce sync.Once
+	committer sync.WaitGroup
+	closeErr  error
+
+	idx index
+
+	deliverMu sync.Mutex // one Deliver/DeliverOnce at a time per Outbox
+
+	sentSync  sync.Mutex
+	sentDirty int // messages moved to sent/ since the last directory flush
+
+	ctr struct{ queued, sent, deferred, bounced atomic.Int64 }
+}
+
+// Envelope says who a message goes to and how it is identified.
+type Envelope struct {
+	// Account names the delivery account; Deliver's accounts map resolves it.
+	Account string
+	// From is the envelope sender ("" for the null sender).
+	From string
+	// To lists the recipients; at least one.
+	To []string
+	// Key is the idempotency key. Empty means the message's Message-ID
+	// header; a message with neither is never deduplicated.
+	Key string
+}
+
+type enqReq struct {
+	env  Envelope
+	data []byte
+	done chan enqRes
+}
+
+type enqRes struct {
+	id  string
+	dup bool
+	err error
+}
+
+// Open opens (creating if needed) the spool in dir and recovers from any
+// crash: torn files are removed, half-finished moves between directories
+// are settled, stale temp files are deleted.
+func Open(dir string, opts Options) (*Outbox, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{dirQueue, dirDead, dirSent, dirKeys, dirTmp} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("outbox: create spool: %w", err)
+		}
+	}
+	spool, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: open spool: %w", err)
+	}
+	lockf, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		spool.Close()
+		return nil, fmt.Errorf("outbox: open spool lock: %w", err)
+	}
+	o := &Outbox{
+		dir:     dir,
+		opts:    opts,
+		log:     opts.Logger,
+		spool:   spool,
+		lockf:   lockf,
+		enqCh:   make(chan *enqReq, opts.MaxBatch),
+		closing: make(chan struct{}),
+	}
+	o.idx.init()
+	if err := o.recover(); err != nil {
+		spool.Close()
+		lockf.Close()
+		return nil, err
+	}
+	o.committer.Add(1)
+	go o.commitLoop()
+	return o, nil
+}
+
+// Close stops accepting messages, waits for pending Enqueue calls to be
+// committed and flushes the record of delivered messages. It does not stop
+// a running Deliver: cancel its context. Close is idempotent.
+func (o *Outbox) Close() error {
+	o.closeOnce.Do(func() {
+		close(o.closing)
+		o.committer.Wait()
+		err := o.flushSent()
+		if e := o.spool.Close(); err == nil {
+			err = e
+		}
+		if e := o.lockf.Close(); err == nil {
+			err = e
+		}
+		o.closeErr = err
+	})
+	return o.closeErr
+}
+
+// Dir returns the spool directory.
+func (o *Outbox) Dir() string { return o.dir }
+
+func validAddr(s string) bool {
+	return !strings.ContainsAny(s, "\r\n\x00<>") && len(s) <= 1000
+}
+
+func checkEnvelope(env *Envelope) error {
+	if env.Account == "" || strings.ContainsAny(env.Account, "\r\n\x00") {
+		return fmt.Errorf("%w: account %q", ErrInvalidEnvelope, env.Account)
+	}
+	if !validAddr(env.From) {
+		return fmt.Errorf("%w: sender %q", ErrInvalidEnvelope, env.From)
+	}
+	if len(env.To) == 0 {
+		return fmt.Errorf("%w: no recipient", ErrInvalidEnvelope)
+	}
+	for _, r := range env.To {
+		if r == "" || !validAddr(r) {
+			return fmt.Errorf("%w: recipient %q", ErrInvalidEnvelope, r)
+		}
+	}
+	return nil
+}
+
+// messageID returns the Message-ID header of data, or "".
+func messageID(data []byte) string {
+	m, err := mail.ReadMessage(bytes.NewReader(data))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(m.Header.Get("Message-Id"))
+}
+
+// Enqueue stores a message for delivery and returns its id. It returns only
+// once the message is on stable storage (written, renamed into queue/ and
+// flushed), so a crash or power failure after it returns cannot lose it.
+// Concurrent calls share one flush (group commit).
+//
+// If a message with the same idempotency key was enqueued within
+// KeyRetention and is still known (queued, dead, or delivered), Enqueue
+// stores nothing and returns that message's id with duplicate true.
+// data is stored exactly as given; it is not copied, so the caller must
+// not modify it until Enqueue returns.
+func (o *Outbox) Enqueue(ctx context.Context, env Envelope, data []byte) (id string, duplicate bool, err error) {
+	if err := checkEnvelope(&env); err != nil {
+		return "", false, err
+	}
+	if env.Key == "" {
+		env.Key = messageID(data)
+	}
+	if strings.ContainsAny(env.Key, "\r\n\x00") {
+		return "", false, fmt.Errorf("%w: key contains CR, LF or NUL", ErrInvalidEnvelope)
+	}
+	env.To = append([]string(nil), env.To...)
+	req := &enqReq{env: env, data: data, done: make(chan enqRes, 1)}
+	select {
+	case <-o.closing:
+		return "", false, ErrClosed
+	default:
+	}
+	select {
+	case o.enqCh <- req:
+	case <-o.closing:
+		return "", false, ErrClosed
+	case <-ctx.Done():
+		return "", false, ctx.Err()
+	}
+	// Once handed over, wait for the verdict even if ctx ends: the message
+	// may already be committed, and the caller must learn its id.
+	r := <-req.done
+	return r.id, r.dup, r.err
+}
+
+// commitLoop is the single committer: it takes whatever Enqueue calls are
+// waiting, commits them with one flush, and answers them.
+func (o *Outbox) commitLoop() {
+	defer o.committer.Done()
+	batch := make([]*enqReq, 0, o.opts.MaxBatch)
+	for {
+		var first *enqReq
+		select {
+		case first = <-o.enqCh:
+		case <-o.closing:
+			// Drain calls that got in before Close.
+			for {
+				select {
+				case r := <-o.enqCh:
+					o.commit([]*enqReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	more:
+		for len(batch) < o.opts.MaxBatch {
+			select {
+			case r := <-o.enqCh:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		o.commit(batch)
+	}
+}
+
+// pending is one message of a batch being committed.
+type pending struct {
+	req     *enqReq
+	item    Item
+	tmp     string // message temp file
+	keyTmp  string // key temp file, "" if no key
+	keyName string
+}
+
+// commit writes a batch: temp files, renames into queue/ and keys/, one
+// flush. The spool lock keeps another process's batch from interleaving,
+// which makes the key check-then-write atomic across processes.
+func (o *Outbox) commit(batch []*enqReq) {
+	fail := func(err error) {
+		for _, r := range batch {
+			r.done <- enqRes{err: err}
+		}
+	}
+	if err := lock(o.lockf); err != nil {
+		fail(fmt.Errorf("outbox: enqueue: %w", err))
+		return
+	}
+	defer unlock(o.lockf)
+
+	now := o.opts.Now()
+	var (
+		ps      []*pending
+		inBatch = map[string]string{} // key name -> id within this batch
+		answers = make([]enqRes, len(batch))
+		cleanup []string
+	)
+	defer func() {
+		for _, p := range cleanup {
+			os.Remove(p)
+		}
+	}()
+	for i, r := range batch {
+		if r.env.Key != "" {
+			kn := keyName(r.env.Key)
+			if id, ok := inBatch[kn]; ok {
+				answers[i] = enqRes{id: id, dup: true}
+				continue
+			}
+			if id, ok := o.lookupKey(kn, now); ok {
+				answers[i] = enqRes{id: id, dup: true}
+				continue
+			}
+		}
+		p := &pending{req: r}
+		p.item = Item{
+			ID: newID(now), Seq: 1, State: StateQueued,
+			Account: r.env.Account, From: r.env.From, To: r.env.To, Key: r.env.Key,
+			Created: now, NextAttempt: now,
+		}
+		content, err := encodeFile(&p.item, r.data)
+		if err == nil {
+			p.tmp, err = o.writeTemp(content, syncBeforeRename)
+		}
+		if err == nil && r.env.Key != "" {
+			p.keyName = keyName(r.env.Key)
+			inBatch[p.keyName] = p.item.ID
+			var kb []byte
+			kb, err = json.Marshal(keyRecord{Key: r.env.Key, ID: p.item.ID, Created: now})
+			if err == nil {
+				p.keyTmp, err = o.writeTemp(append(kb, '\n'), syncBeforeRename)
+			}
+		}
+		if err != nil {
+			answers[i] = enqRes{err: fmt.Errorf("outbox: enqueue: %w", err)}
+			if p.tmp != "" {
+				cleanup = append(cleanup, p.tmp)
+			}
+			continue
+		}
+		answers[i] = enqRes{id: p.item.ID}
+		ps = append(ps, p)
+	}
+	// Messages before keys: a key must never name a message that is not
+	// there. (Both are flushed together; a key whose message did not
+	// survive a crash is recognised as stale by lookupKey.)
+	var renamed []*pending
+	for _, p := range ps {
+		if err := os.Rename(p.tmp, o.path(StateQueued, p.item.ID)); err != nil {
+			o.failPending(answers, batch, p, fmt.Errorf("outbox: enqueue: commit: %w", err))
+			cleanup = append(cleanup, p.tmp, p.keyTmp)
+			continue
+		}
+		renamed = append(renamed, p)
+		if p.keyTmp != "" {
+			if err := os.Rename(p.keyTmp, filepath.Join(o.dir, dirKeys, p.keyName)); err != nil {
+				// The message is in; without its key it can only be
+				// duplicated, never lost.
+				o.log.Warn("outbox: store idempotency key", "id", p.item.ID, "error", err)
+				cleanup = append(cleanup, p.keyTmp)
+			}
+		}
+	}
+	if len(renamed) > 0 {
+		dirs := []string{filepath.Join(o.dir, dirQueue), filepath.Join(o.dir, dirKeys)}
+		if err := syncBatch(o.spool, nil, dirs); err != nil {
+			// The messages are in the spool and will most likely be
+			// delivered, but durability was not confirmed: say so.
+			for _, p := range renamed {
+				o.failPending(answers, batch, p, fmt.Errorf("outbox: enqueue: flush: %w", err))
+			}
+		} else {
+			for _, p := range renamed {
+				o.ctr.queued.Add(1)
+				o.idx.upsert(p.item, nil)
+			}
+		}
+	}
+	for i, r := range batch {
+		r.done <- answers[i]
+	}
+}
+
+func (o *Outbox) failPending(answers []enqRes, batch []*enqReq, p *pending, err error) {
+	for i, r := range batch {
+		if r == p.req {
+			answers[i] = enqRes{err: err}
+		}
+	}
+}
+
+// lookupKey returns the id recorded for a key name, if the record is
+// within the retention window and its message still exists in some state.
+// A key whose message is gone entirely (deleted by an operator, or never
+// made durable before a crash) does not block a new enqueue.
+func (o *Outbox) lookupKey(kn string, now time.Time) (string, bool) {
+	b, err := os.ReadFile(filepath.Join(o.dir, dirKeys, kn))
+	if err != nil {
+		return "", false
+	}
+	var kr keyRecord
+	if json.Unmarshal(b, &kr) != nil || !validID(kr.ID) {
+		return "", false
+	}
+	if now.Sub(kr.Created) >= o.opts.KeyRetention {
+		return "", false
+	}
+	for _, s := range []State{StateQueued, StateSent, StateDead} {
+		if _, err := os.Stat(o.path(s, kr.ID)); err == nil {
+			return kr.ID, true
+		}
+	}
+	return "", false
+}
+
+// recover settles the spool after a crash. It is safe while other
+// processes use the spool: it only removes what no live writer can be
+// using (torn files, which a completed rename never leaves; temp files
+// older than an hour) and resolves duplicates by Seq.
+func (o *Outbox) recover() error {
+	tmpDir := filepath.Join(o.dir, dirTmp)
+	if ents, err := os.ReadDir(tmpDir); err == nil {
+		for _, e := range ents {
+			fi, err := e.Info()
+			if err == nil && time.Since(fi.ModTime()) > time.Hour {
+				os.Remove(filepath.Join(tmpDir, e.Name()))
+			}
+		}
+	}
+	seen := map[string]State{}
+	seqs := map[string]int64{}
+	for _, s := range []State{StateSent, StateDead, StateQueued} {
+		ids, err := o.listIDs(s)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			p := o.path(s, id)
+			it, err := o.checkFile(p)
+			if err != nil {
+				if errors.Is(err, errTorn) {
+					o.log.Warn("outbox: removing torn spool file left by a crash", "path", p, "error", err)
+					os.Remove(p)
+				}
+				continue
+			}
+			if prev, ok := seen[id]; ok {
+				// A move between directories was interrupted: keep the
+				// newer copy.
+				loser := s
+				if it.Seq > seqs[id] {
+					loser = prev
+					seen[id], seqs[id] = s, it.Seq
+				}
+				o.log.Warn("outbox: settling interrupted move", "id", id, "removed_from", string(loser))
+				os.Remove(o.path(loser, id))
+				continue
+			}
+			seen[id], seqs[id] = s, it.Seq
+		}
+	}
+	return o.rescan()
+}
+
+// checkFile reads and verifies a whole spool file.
+func (o *Outbox) checkFile(path string) (Item, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Item{}, err
+	}
+	it, _, err := decodeFile(b)
+	return it, err
+}
+
+// listIDs returns the ids of the files in state s's directory.
+func (o *Outbox) listIDs(s State) ([]string, error) {
+	d, err := os.Open(filepath.Dir(o.path(s, "x")))
+	if err != nil {
+		return nil, fmt.Errorf("outbox: list %s: %w", s, err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("outbox: list %s: %w", s, err)
+	}
+	ids := names[:0]
+	for _, n := range names {
+		if validID(n) {
+			ids = append(ids, n)
+		}
+	}
+	return ids, nil
+}
+
+// flushSent makes the moves of delivered messages into sent/ durable.
+func (o *Outbox) flushSent() error {
+	o.sentSync.Lock()
+	defer o.sentSync.Unlock()
+	if o.sentDirty == 0 {
+		return nil
+	}
+	o.sentDirty = 0
+	if err := syncDir(filepath.Join(o.dir, dirSent)); err != nil {
+		return err
+	}
+	return syncDir(filepath.Join(o.dir, dirQueue))
+}
+
+// markSentDirty counts a move into sent/ and flushes every
+// defaultSentSyncEvery moves.
+func (o *Outbox) markSentDirty() {
+	o.sentSync.Lock()
+	o.sentDirty++
+	n := o.sentDirty
+	o.sentSync.Unlock()
+	if n >= defaultSentSyncEvery {
+		if err := o.flushSent(); err != nil {
+			o.log.Warn("outbox: flush sent records", "error", err)
+		}
+	}
+}

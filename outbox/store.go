@@ -1,0 +1,319 @@
+package outbox
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Spool subdirectories. Every file in queue/, dead/ and sent/ is named by
+// its message id and holds one JSON metadata line followed by the message.
+const (
+	dirQueue = "queue"
+	dirDead  = "dead"
+	dirSent  = "sent"
+	dirKeys  = "keys"
+	dirTmp   = "tmp"
+	lockName = "lock"
+)
+
+// formatVersion is written as "v" in every metadata line.
+const formatVersion = 1
+
+// State says where a message is.
+type State string
+
+// Message states, also the spool directory that holds the message.
+const (
+	StateQueued State = "queued"
+	StateDead   State = "dead"
+	StateSent   State = "sent"
+)
+
+// Reply is a server reply recorded with a message.
+type Reply struct {
+	// Command is the SMTP verb that got the reply ("RCPT", "." ...).
+	Command string `json:"command,omitempty"`
+	// Code is the three-digit reply code; 0 when the failure was not a
+	// server reply (connection refused, timeout).
+	Code int `json:"code,omitempty"`
+	// Enhanced is the RFC 3463 code, e.g. "5.1.1", or "".
+	Enhanced string `json:"enhanced,omitempty"`
+	// Text is the reply text, or the error when there was no reply.
+	Text string `json:"text"`
+}
+
+// Refusal records why one recipient was not delivered.
+type Refusal struct {
+	Recipient string    `json:"recipient"`
+	Reply     Reply     `json:"reply"`
+	At        time.Time `json:"at"`
+}
+
+// Item is the metadata of one message in the spool. It is stored as the
+// first line of the message's file, in JSON, exactly with these field
+// names, so `head -1 queue/<id>` shows it.
+type Item struct {
+	Version int    `json:"v"`
+	ID      string `json:"id"`
+	// Seq grows with every rewrite of the file; after a crash in the
+	// middle of moving a message between directories, the copy with the
+	// higher Seq wins.
+	Seq   int64 `json:"seq"`
+	State State `json:"state"`
+	// Account names the delivery account (Options of Deliver).
+	Account string `json:"account"`
+	From    string `json:"from"`
+	// To holds the recipients still to deliver (queued) or that were not
+	// delivered (dead).
+	To []string `json:"to"`
+	// Delivered lists the recipients the server has already accepted.
+	Delivered []string `json:"delivered,omitempty"`
+	// Refused holds permanent refusals, and for a dead message the last
+	// reply of every recipient in To.
+	Refused []Refusal `json:"refused,omitempty"`
+	// Key is the idempotency key ("" for none).
+	Key string `json:"key,omitempty"`
+	// Size and CRC describe the message bytes that follow the metadata
+	// line; a file whose bytes do not match was torn by a crash.
+	Size        int       `json:"size"`
+	CRC         uint32    `json:"crc32c"`
+	Created     time.Time `json:"created"`
+	NextAttempt time.Time `json:"next_attempt"`
+	Attempts    int       `json:"attempts"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	// LastError is the error of the last failed attempt, and LastReply
+	// the server's reply when there was one.
+	LastError string `json:"last_error,omitempty"`
+	LastReply *Reply `json:"last_reply,omitempty"`
+	// DeadAt and DeadReason are set when the message became a dead letter.
+	DeadAt     time.Time `json:"dead_at,omitzero"`
+	DeadReason string    `json:"dead_reason,omitempty"`
+}
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// encodeFile returns the file content for it and data.
+func encodeFile(it *Item, data []byte) ([]byte, error) {
+	it.Version = formatVersion
+	it.Size = len(data)
+	it.CRC = crc32.Checksum(data, crcTable)
+	meta, err := json.Marshal(it)
+	if err != nil {
+		return nil, fmt.Errorf("encode metadata of %s: %w", it.ID, err)
+	}
+	buf := make([]byte, 0, len(meta)+1+len(data))
+	buf = append(buf, meta...)
+	buf = append(buf, '\n')
+	return append(buf, data...), nil
+}
+
+// errTorn marks a spool file that does not hold a complete record.
+var errTorn = errors.New("outbox: torn or corrupt spool file")
+
+// decodeFile splits a spool file into metadata and message bytes and checks
+// them against each other.
+func decodeFile(b []byte) (Item, []byte, error) {
+	var it Item
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return it, nil, fmt.Errorf("%w: no metadata line", errTorn)
+	}
+	if err := json.Unmarshal(b[:i], &it); err != nil {
+		return it, nil, fmt.Errorf("%w: %v", errTorn, err)
+	}
+	data := b[i+1:]
+	if it.Version != formatVersion {
+		return it, nil, fmt.Errorf("%w: unknown format version %d", errTorn, it.Version)
+	}
+	if len(data) != it.Size || crc32.Checksum(data, crcTable) != it.CRC {
+		return it, nil, fmt.Errorf("%w: message bytes do not match size/checksum", errTorn)
+	}
+	return it, data, nil
+}
+
+// readMeta reads only the metadata line of a spool file.
+func readMeta(path string) (Item, error) {
+	var it Item
+	f, err := os.Open(path)
+	if err != nil {
+		return it, err
+	}
+	defer f.Close()
+	line, err := bufio.NewReaderSize(f, 4096).ReadBytes('\n')
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return it, fmt.Errorf("%s: %w: no metadata line", path, errTorn)
+		}
+		return it, err
+	}
+	if err := json.Unmarshal(line, &it); err != nil {
+		return it, fmt.Errorf("%s: %w: %v", path, errTorn, err)
+	}
+	return it, nil
+}
+
+// newID returns a fresh message id: the enqueue time in hex microseconds
+// (so ids sort by age) and 8 random hex digits.
+func newID(now time.Time) string {
+	var r [4]byte
+	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return fmt.Sprintf("%014x-%s", now.UnixMicro(), hex.EncodeToString(r[:]))
+}
+
+// validID reports whether id can name a spool file: it comes from the CLI,
+// so it must not be able to reach outside the spool.
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// keyName returns the keys/ file name for an idempotency key.
+func keyName(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:])
+}
+
+// keyRecord is the content of a keys/ file.
+type keyRecord struct {
+	Key     string    `json:"key"`
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+}
+
+// writeTemp writes content to a new file in tmp/ and returns its path.
+// With sync the data is flushed to stable storage before returning.
+func (o *Outbox) writeTemp(content []byte, sync bool) (string, error) {
+	f, err := os.CreateTemp(filepath.Join(o.dir, dirTmp), "w-*")
+	if err != nil {
+		return "", fmt.Errorf("create temp file: %w", err)
+	}
+	name := f.Name()
+	_, err = f.Write(content)
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return "", fmt.Errorf("write temp file: %w", err)
+	}
+	return name, nil
+}
+
+// replaceFile atomically sets path to content (temp file + rename). With
+// sync, the file and the directory are flushed, so the new content
+// survives a power failure.
+func (o *Outbox) replaceFile(path string, content []byte, sync bool) error {
+	tmp, err := o.writeTemp(content, sync)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("rename into %s: %w", path, err)
+	}
+	if sync {
+		return syncDir(filepath.Dir(path))
+	}
+	return nil
+}
+
+// syncDir flushes a directory, making renames and removals in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// path returns the spool file of id in state s.
+func (o *Outbox) path(s State, id string) string {
+	switch s {
+	case StateDead:
+		return filepath.Join(o.dir, dirDead, id)
+	case StateSent:
+		return filepath.Join(o.dir, dirSent, id)
+	default:
+		return filepath.Join(o.dir, dirQueue, id)
+	}
+}
+
+// lockedFile is a spool file opened and locked against other deliveries
+// and CLI operations, in this or any other process.
+type lockedFile struct {
+	f    *os.File
+	path string
+}
+
+// lockFile opens path and takes its exclusive lock without waiting. It
+// fails with ErrBusy when another holder has it, and with an error
+// wrapping fs.ErrNotExist when the file is gone (delivered, deleted or
+// replaced while we were getting the lock).
+func lockFile(path string) (*lockedFile, error) {
+	for range 3 {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		if err := tryLock(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		// The path may have been replaced (rewritten by rename) or removed
+		// between open and lock; the lock is only worth something on the
+		// file the path names now.
+		fi, err1 := f.Stat()
+		pi, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
+			return &lockedFile{f: f, path: path}, nil
+		}
+		f.Close()
+		if err2 != nil {
+			return nil, err2
+		}
+	}
+	return nil, ErrBusy
+}
+
+func (l *lockedFile) read() (Item, []byte, error) {
+	b, err := io.ReadAll(l.f)
+	if err != nil {
+		return Item{}, nil, fmt.Errorf("read %s: %w", l.path, err)
+	}
+	it, data, err := decodeFile(b)
+	if err != nil {
+		return it, nil, fmt.Errorf("%s: %w", l.path, err)
+	}
+	return it, data, nil
+}
+
+// unlock releases the lock (closing the file releases it).
+func (l *lockedFile) unlock() { l.f.Close() }
