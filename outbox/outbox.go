@@ -147,7 +147,8 @@ type Outbox struct {
 	committer sync.WaitGroup
 	closeErr  error
 
-	idx index
+	idx    index
+	lastID time.Time // time part of the last id issued (committer only)
 
 	deliverMu sync.Mutex // one Deliver/DeliverOnce at a time per Outbox
 
@@ -375,6 +376,7 @@ func (o *Outbox) commit(batch []*enqReq) {
 	defer unlock(o.lockf)
 
 	now := o.opts.Now()
+	idTime := now
 	var (
 		ps      []*pending
 		inBatch = map[string]string{} // key name -> id within this batch
@@ -399,8 +401,14 @@ func (o *Outbox) commit(batch []*enqReq) {
 			}
 		}
 		p := &pending{req: r}
+		// Ids sort in enqueue order even when the clock stands still
+		// (or steps back).
+		if !idTime.After(o.lastID) {
+			idTime = o.lastID.Add(time.Microsecond)
+		}
+		o.lastID = idTime
 		p.item = Item{
-			ID: newID(now), Seq: 1, State: StateQueued,
+			ID: newID(idTime), Seq: 1, State: StateQueued,
 			Account: r.env.Account, From: r.env.From, To: r.env.To, Key: r.env.Key,
 			Created: now, NextAttempt: now,
 		}
