@@ -466,7 +466,9 @@ func (o *Outbox) commit(batch []*enqReq) {
 		} else {
 			for _, p := range renamed {
 				o.ctr.queued.Add(1)
-				o.idx.upsert(p.item, nil)
+				// Knowing the file's identity spares rescan a re-read.
+				fi, _ := os.Stat(o.path(StateQueued, p.item.ID))
+				o.idx.upsert(p.item, fi)
 			}
 		}
 	}
