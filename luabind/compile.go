@@ -91,7 +91,31 @@ func compileReader(r io.Reader, name string) (*lua.FunctionProto, error) {
 		}
 		return nil, &SyntaxError{File: name, Msg: err.Error()}
 	}
+	trimProto(proto)
 	return proto, nil
+}
+
+// trimProto copies the proto's slices to their exact length. The compiler
+// leaves them pointing into its large working buffers (about 17 KB per
+// function), which a long-lived loaded script would otherwise keep alive.
+func trimProto(p *lua.FunctionProto) {
+	p.Code = exact(p.Code)
+	p.Constants = exact(p.Constants)
+	p.FunctionPrototypes = exact(p.FunctionPrototypes)
+	p.DbgSourcePositions = exact(p.DbgSourcePositions)
+	p.DbgLocals = exact(p.DbgLocals)
+	p.DbgCalls = exact(p.DbgCalls)
+	p.DbgUpvalues = exact(p.DbgUpvalues)
+	for _, c := range p.FunctionPrototypes {
+		trimProto(c)
+	}
+}
+
+func exact[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return append(make([]T, 0, len(s)), s...)
 }
 
 // DoProto runs a compiled chunk in L and discards its results. Because a

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -743,13 +744,18 @@ func sendOptions(L *lua.LState, n int) *smtp.SendOptions {
 	return o
 }
 
-// messageBytes accepts a string or a mail.message. A string costs one copy
-// (Lua strings are immutable, the client needs bytes); a message is
+// messageBytes accepts a string or a mail.message. A string is passed
+// without a copy: the smtp client only reads the message and keeps no
+// reference once the call returns (SendMail and DataWriter.Write document
+// that), so aliasing the immutable Lua string is safe. A message is
 // rendered once.
 func messageBytes(L *lua.LState, n int) []byte {
 	switch v := L.Get(n).(type) {
 	case lua.LString:
-		return []byte(v)
+		if len(v) == 0 {
+			return nil
+		}
+		return unsafe.Slice(unsafe.StringData(string(v)), len(v))
 	default:
 		if m, ok := messageFromValue(v); ok {
 			b, err := m.Bytes()
@@ -818,7 +824,9 @@ func clientSendMessage(L *lua.LState) int {
 }
 
 func refusalsTable(L *lua.LState, r smtp.Refusals) *lua.LTable {
-	t := L.NewTable()
+	// Sized exactly: L.NewTable() preallocates ~3 KB, which the common
+	// "nobody refused" result would pay on every message.
+	t := L.CreateTable(0, len(r))
 	for addr, e := range r {
 		t.RawSetString(addr, smtpErrorFields(L, e))
 	}
@@ -826,7 +834,7 @@ func refusalsTable(L *lua.LState, r smtp.Refusals) *lua.LTable {
 }
 
 func smtpErrorFields(L *lua.LState, e *smtp.SMTPError) *lua.LTable {
-	t := L.NewTable()
+	t := L.CreateTable(0, 4)
 	t.RawSetString("code", lua.LNumber(e.Code))
 	t.RawSetString("message", lua.LString(e.Message))
 	if !e.Enhanced.IsZero() {

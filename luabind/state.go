@@ -147,6 +147,9 @@ func NewState(opts Options) *lua.LState {
 		RegistrySize:     o.RegistrySize,
 		RegistryMaxSize:  o.RegistryMaxSize,
 		RegistryGrowStep: registryGrowStep,
+		// A loaded script mostly sits idle between runs: let the call
+		// stack grow on demand instead of holding CallStackSize frames.
+		MinimizeStackMemory: true,
 	})
 	ud := L.NewUserData()
 	ud.Value = &o

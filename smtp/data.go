@@ -182,7 +182,7 @@ type DataWriter struct {
 }
 
 // Write encodes p (dot-stuffing, CRLF normalisation) and sends it. A
-// failure here means the message was not delivered.
+// failure here means the message was not delivered. p is not retained.
 func (w *DataWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err

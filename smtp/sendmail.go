@@ -322,6 +322,8 @@ func (c *Client) envelope(from string, to []string, msg []byte, o *SendOptions) 
 // the server did not advertise; nothing was sent), *UnknownOutcomeError
 // (the connection failed after the final dot). After a refusal the client
 // sends RSET, so the connection stays usable for the next message.
+//
+// msg is only read, and not retained after SendMail returns.
 func (c *Client) SendMail(ctx context.Context, from string, to []string, msg []byte, opts *SendOptions) (Refusals, error) {
 	if len(to) == 0 {
 		return nil, errors.New("smtp: SendMail: no recipients")
