@@ -1,6 +1,7 @@
 package luabind
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/mailbot/mailbot/message"
+	"github.com/mailbot/mailbot/outbox"
 )
 
 // MailOptions configures the mail module returned by NewMailModule. The zero
@@ -28,6 +30,18 @@ type MailOptions struct {
 	// Rand supplies randomness for Message-IDs and MIME boundaries; nil
 	// means crypto/rand. Tests set it for reproducible output.
 	Rand io.Reader
+	// Outbox backs mail.send (durable enqueue); nil makes mail.send
+	// raise, explaining that this host has no outbox.
+	Outbox Enqueuer
+	// DefaultAccount is the account mail.send uses when none is given;
+	// Accounts, when not nil, lists the valid account names.
+	DefaultAccount string
+	Accounts       map[string]bool
+}
+
+// Enqueuer accepts a message for durable delivery; *outbox.Outbox is one.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, env outbox.Envelope, data []byte) (id string, duplicate bool, err error)
 }
 
 // mailMessageTypeName names the metatable of message userdata. It lives in
@@ -73,6 +87,7 @@ func NewMailModule(opts MailOptions) lua.LGFunction {
 		mailRegisterType(L, &opts)
 		mod := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 			"message": func(L *lua.LState) int { return mailMessageNew(L, &opts) },
+			"send":    func(L *lua.LState) int { return mailSend(L, &opts) },
 		})
 		L.Push(mod)
 		return 1
@@ -609,4 +624,79 @@ func mailList(L *lua.LState, ss []string) *lua.LTable {
 		t.Append(lua.LString(s))
 	}
 	return t
+}
+
+// mailSend: mail.send(m [, { account =, key =, from =, to = }]) -> id, duplicate
+// Hands the message to the durable outbox and returns once it is safely on
+// disk; delivery, with retries, happens in the background (mailbot run).
+// The envelope comes from the message; key (default: the Message-ID) makes
+// a second mail.send of the same report a no-op that returns the first id.
+func mailSend(L *lua.LState, opts *MailOptions) int {
+	m := checkMessage(L, 1)
+	o := L.OptTable(2, L.NewTable())
+	var bad string
+	o.ForEach(func(k, _ lua.LValue) {
+		switch k.String() {
+		case "account", "key", "from", "to":
+		default:
+			if bad == "" {
+				bad = k.String()
+			}
+		}
+	})
+	if bad != "" {
+		L.RaiseError("mail.send: unknown option %q (known: account, key, from, to)", bad)
+	}
+	if opts.Outbox == nil {
+		L.RaiseError("mail.send: this host has no outbox; run the script under mailbot run or mailbot exec -c <config>, or send directly with smtp.connect")
+	}
+	account := opts.DefaultAccount
+	if v, ok := L.GetField(o, "account").(lua.LString); ok {
+		account = string(v)
+	}
+	if account == "" {
+		L.RaiseError("mail.send: no account given and no default_account configured")
+	}
+	if opts.Accounts != nil && !opts.Accounts[account] {
+		L.RaiseError("mail.send: unknown account %q (configure it under accounts: in the config file)", account)
+	}
+	from, err := m.EnvelopeFrom()
+	if err != nil {
+		L.RaiseError("mail.send: %v", err)
+	}
+	to, err := m.Recipients()
+	if err != nil {
+		L.RaiseError("mail.send: %v", err)
+	}
+	if v, ok := L.GetField(o, "from").(lua.LString); ok {
+		from = string(v)
+	}
+	switch v := L.GetField(o, "to").(type) {
+	case lua.LString:
+		to = []string{string(v)}
+	case *lua.LTable:
+		to = to[:0]
+		for i := 1; i <= v.Len(); i++ {
+			to = append(to, v.RawGetInt(i).String())
+		}
+	}
+	data, err := m.Bytes() // fixes Date and Message-ID: retries send the same bytes
+	if err != nil {
+		L.RaiseError("mail.send: %v", err)
+	}
+	key := ""
+	if v, ok := L.GetField(o, "key").(lua.LString); ok {
+		key = string(v)
+	}
+	ctx := L.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	id, dup, err := opts.Outbox.Enqueue(ctx, outbox.Envelope{Account: account, From: from, To: to, Key: key}, data)
+	if err != nil {
+		L.RaiseError("mail.send: %v", err)
+	}
+	L.Push(lua.LString(id))
+	L.Push(lua.LBool(dup))
+	return 2
 }

@@ -331,30 +331,11 @@ func configureClient(L *lua.LState, opts *SMTPOptions, lc *luaClient, t *lua.LTa
 	if tlsName == "" && lc.account != nil {
 		tlsName = lc.account.TLS
 	}
-	switch {
-	case tlsName != "":
-		m, err := smtp.ParseTLSMode(tlsName)
-		if err != nil {
-			L.RaiseError("smtp.connect: %s", strings.TrimPrefix(err.Error(), "smtp: "))
-		}
-		d.TLS = m
-		lc.tlsExplicit = true
-	case lc.port == 465:
-		d.TLS = smtp.TLSImplicit
-	default:
-		// 587 and anything else: STARTTLS required, the safe default.
-		d.TLS = smtp.TLSStartTLS
+	mode, port, err := tlsDefaults(tlsName, lc.port)
+	if err != nil {
+		L.RaiseError("smtp.connect: %s", strings.TrimPrefix(err.Error(), "smtp: "))
 	}
-	if lc.port == 0 {
-		switch d.TLS {
-		case smtp.TLSImplicit:
-			lc.port = 465
-		case smtp.TLSNone:
-			lc.port = 25
-		default:
-			lc.port = 587
-		}
-	}
+	d.TLS, lc.port, lc.tlsExplicit = mode, port, tlsName != ""
 	if v := L.GetField(t, "timeout"); v != lua.LNil {
 		n, ok := v.(lua.LNumber)
 		if !ok || n <= 0 {

@@ -78,6 +78,8 @@ type Options struct {
 	// Location is the time module's zone when a call names none;
 	// default time.Local.
 	Location *time.Location
+	// Outbox backs mail.send, the durable enqueue; nil disables it.
+	Outbox Enqueuer
 	// SMTP configures the smtp module: accounts, transcript logger, dry run.
 	// Its Logger defaults to Logger.
 	SMTP SMTPOptions
@@ -167,7 +169,14 @@ func NewState(opts Options) *lua.LState {
 
 	// mailbot modules: smtp, mail
 	L.PreloadModule("smtp", NewSMTPModule(o.SMTP))
-	L.PreloadModule("mail", NewMailModule(MailOptions{BaseDir: o.BaseDir, Now: o.Now}))
+	mailOpts := MailOptions{BaseDir: o.BaseDir, Now: o.Now, Outbox: o.Outbox, DefaultAccount: o.SMTP.DefaultAccount}
+	if o.SMTP.Accounts != nil {
+		mailOpts.Accounts = make(map[string]bool, len(o.SMTP.Accounts))
+		for name := range o.SMTP.Accounts {
+			mailOpts.Accounts[name] = true
+		}
+	}
+	L.PreloadModule("mail", NewMailModule(mailOpts))
 
 	names := make([]string, 0, len(o.Modules))
 	for name := range o.Modules {
