@@ -13,6 +13,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/mailbot/mailbot/luabind"
+	"github.com/mailbot/mailbot/outbox"
 )
 
 const execDesc = `Runs the top-level code of one Lua script once, for ad-hoc jobs and for
@@ -23,7 +24,9 @@ The smtp and mail modules work without a config file (smtp.connect{host=...});
 with -c, scripts can use the configured accounts (smtp.connect{account=...}),
 and a dev_server section is started in-process for them. Registrations with
 mailbot.on_file, mailbot.every, mailbot.cron and mailbot.on_start are
-ignored with a log line: triggers only fire under "mailbot run". mailbot.state
+ignored with a log line: triggers only fire under "mailbot run". With -c,
+mail.send queues into the outbox (<state_dir>/outbox); the next "mailbot run"
+delivers it, or --deliver delivers it before exec exits. mailbot.state
 works but is kept in memory only.
 
 With --dry-run nothing leaves the machine: every SMTP connection goes to a
@@ -41,6 +44,7 @@ func (m *Main) cmdExec(ctx context.Context, args []string) int {
 	var dry dryRunFlag
 	fs.Var(&dry, "dry-run", "capture messages into a folder instead of sending them")
 	timeout := fs.Duration("timeout", 0, "stop the script after this long (default: the config's run_timeout, else 60s)")
+	deliver := fs.Bool("deliver", false, "deliver what the script queued with mail.send before exiting (default: the next mailbot run delivers it)")
 	args = splitDryRunArg(args, func(next string) bool { return !strings.HasSuffix(next, ".lua") })
 	if status, ok := m.parseFlags(fs, args); !ok {
 		return status
@@ -109,6 +113,10 @@ func (m *Main) cmdExec(ctx context.Context, args []string) int {
 	L.SetContext(runCtx)
 	runErr := luabind.DoProto(L, proto)
 	luabind.CloseResources(L)
+	deliverStatus := exitOK
+	if runErr == nil && env.outbox != nil {
+		deliverStatus = m.deliverQueued(ctx, env, *deliver, logger)
+	}
 	if cerr := env.Close(); cerr != nil {
 		fmt.Fprintf(m.Stderr, "mailbot exec: %v\n", cerr)
 		if runErr == nil {
@@ -125,6 +133,29 @@ func (m *Main) cmdExec(ctx context.Context, args []string) int {
 	}
 	if env.capture != nil {
 		logger.Info("dry run finished", "messages", env.capture.Count(), "dir", env.capture.dir)
+	}
+	return deliverStatus
+}
+
+// deliverQueued runs the outbox once for exec --deliver (always in a dry
+// run, whose outbox nothing else would deliver); otherwise it says what
+// is waiting for the next mailbot run.
+func (m *Main) deliverQueued(ctx context.Context, env *scriptEnv, deliver bool, logger *slog.Logger) int {
+	if !deliver && env.capture == nil {
+		if st, err := env.outbox.Stats(); err == nil && st.Queued > 0 {
+			logger.Info("messages queued by mail.send wait for mailbot run (or use exec --deliver)", "queued", st.Queued)
+		}
+		return exitOK
+	}
+	rep, err := env.outbox.DeliverOnce(ctx, env.delivery)
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "mailbot exec: delivering the outbox: %v\n", err)
+		return exitFailure
+	}
+	logger.Info("outbox delivered", "sent", rep.Sent, "deferred", rep.Deferred, "bounced", rep.Bounced)
+	if rep.Deferred > 0 || rep.Bounced > 0 {
+		fmt.Fprintf(m.Stderr, "mailbot exec: %d message(s) deferred, %d bounced; see mailbot queue list / queue dead\n", rep.Deferred, rep.Bounced)
+		return exitFailure
 	}
 	return exitOK
 }
@@ -209,7 +240,11 @@ type scriptEnv struct {
 	lua     luabind.Options
 	dev     *embeddedDev
 	capture *capture
-	closed  bool
+	// outbox backs mail.send (nil without a config); delivery holds the
+	// accounts it delivers through.
+	outbox   *outbox.Outbox
+	delivery map[string]outbox.Account
+	closed   bool
 }
 
 // Close stops what prepareScripts started; later calls do nothing.
@@ -219,6 +254,9 @@ func (e *scriptEnv) Close() error {
 	}
 	e.closed = true
 	var errs []error
+	if e.outbox != nil {
+		errs = append(errs, e.outbox.Close())
+	}
 	if e.capture != nil {
 		errs = append(errs, e.capture.Close())
 	}
@@ -284,6 +322,28 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 			}
 		}
 		opts.SMTP.Accounts, opts.SMTP.DefaultAccount = accounts, cfg.DefaultAccount
+
+		// The outbox behind mail.send. A dry run gets its own, delivered
+		// to the capture server, so a later real run never sends what a
+		// dry run queued.
+		dir := filepath.Join(cfg.Resolve(cfg.StateDir), "outbox")
+		if env.capture != nil {
+			dir = filepath.Join(env.capture.dir, "outbox")
+		}
+		ob, err := outbox.Open(dir, outbox.Options{Logger: logger})
+		if err != nil {
+			return fail(fmt.Errorf("outbox: %w", err))
+		}
+		env.outbox = ob
+		opts.Outbox = ob
+		env.delivery = make(map[string]outbox.Account, len(accounts))
+		for name, acc := range accounts {
+			oa, err := acc.OutboxAccount(opts.SMTP.DryRun)
+			if err != nil {
+				return fail(fmt.Errorf("accounts.%s: %w", name, err))
+			}
+			env.delivery[name] = oa
+		}
 	}
 	env.lua = opts
 	return env, nil

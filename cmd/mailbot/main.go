@@ -83,6 +83,7 @@ func commands() []command {
 		{"send", "send one message, like swaks", (*Main).cmdSend},
 		{"probe", "show what an SMTP server offers (EHLO, STARTTLS, AUTH, certificates)", (*Main).cmdProbe},
 		{"dev-server", "run a local SMTP server with STARTTLS and AUTH that stores mail in a Maildir", (*Main).cmdDevServer},
+		{"queue", "inspect and manage the outbox: list, show, retry, delete, dead, requeue", (*Main).cmdQueue},
 		{"version", "print mailbot's version", (*Main).cmdVersion},
 	}
 }
@@ -155,12 +156,19 @@ func (m *Main) newFlagSet(name, usage, desc string) *flag.FlagSet {
 // usage errors (status 1). ok is false when the command should return
 // status at once.
 func (m *Main) parseFlags(fs *flag.FlagSet, args []string) (status int, ok bool) {
-	if err := fs.Parse(args); err != nil {
+	// flag calls Usage itself on --help and on errors; print it once,
+	// here, to the right stream.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(m.Stdout)
 			fs.Usage()
 			return exitOK, false
 		}
+		fs.Usage()
 		return exitFailure, false
 	}
 	return 0, true

@@ -12,7 +12,8 @@ import (
 const runDesc = `Runs the engine: loads every script in scripts_dir, reloads them when they
 change, fires their triggers (mailbot.on_file, every, cron, on_start) and
 delivers their mail, until SIGINT or SIGTERM; then lets runs in flight
-finish and exits 0.
+finish and exits 0. Messages queued with mail.send are delivered from the
+outbox (<state_dir>/outbox) with retries; see "mailbot queue".
 
 With a dev_server section, the embedded development mail server is
 started in-process and accounts with "host: dev_server" send to it.
@@ -69,7 +70,14 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 	}
 	logger.Info("mailbot running", "version", version(), "config", cfg.Path())
 	start := time.Now()
+	// The outbox delivers what scripts queued with mail.send, alongside
+	// the engine, until the same signal stops both.
+	delivered := make(chan error, 1)
+	go func() { delivered <- env.outbox.Deliver(ctx, env.delivery) }()
 	runErr := e.Run(ctx)
+	if derr := <-delivered; derr != nil && !errors.Is(derr, context.Canceled) {
+		logger.Error("outbox delivery stopped", "error", derr)
+	}
 	if cerr := env.Close(); cerr != nil {
 		logger.Error("shutdown", "error", cerr)
 	}

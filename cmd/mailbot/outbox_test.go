@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailbot/mailbot/devserver"
+	"github.com/mailbot/mailbot/devserver/devtest"
+)
+
+// relayConfig writes a config whose default account "relay" is srv, with
+// STARTTLS, AUTH (password from $RELAY_PW) and srv's certificate trusted.
+func relayConfig(t *testing.T, srv *devserver.Server) string {
+	t.Helper()
+	dir := t.TempDir()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	writeFile(t, filepath.Join(dir, "relay-ca.pem"), string(ca))
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	writeFile(t, filepath.Join(dir, "mailbot.yaml"), fmt.Sprintf(`scripts_dir: scripts
+state_dir: state
+default_account: relay
+accounts:
+  relay:
+    host: %s
+    port: %s
+    tls: starttls
+    username: bot
+    password_env: RELAY_PW
+    ca_file: relay-ca.pem
+`, host, port))
+	os.MkdirAll(filepath.Join(dir, "scripts"), 0o755)
+	return dir
+}
+
+var relayEnv = []string{"RELAY_PW=s3cret"}
+
+func TestMailSendQueueAndDeliver(t *testing.T) {
+	t.Parallel()
+	srv := devtest.Start(t, devserver.Config{
+		Users: map[string]string{"bot": "s3cret"},
+		Hooks: devserver.Hooks{Rcpt: func(to string) *devserver.Reject {
+			if strings.HasPrefix(to, "gone@") {
+				return &devserver.Reject{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "mailbox unavailable"}
+			}
+			return nil
+		}},
+	})
+	dir := relayConfig(t, srv)
+	writeFile(t, filepath.Join(dir, "enqueue.lua"), `
+local mail = require("mail")
+local to = arg[1]
+local id, dup = mail.send(mail.message{ from = "bot@example.org", to = to, subject = "queued for " .. to, text = "hi" },
+                          { key = "k-" .. to })
+print(id, dup)`)
+
+	// exec without --deliver only queues.
+	r := mailbot(t, dir, relayEnv, "exec", "-c", "mailbot.yaml", "enqueue.lua", "ops@example.org")
+	if r.code != 0 {
+		t.Fatalf("exec: %v", r)
+	}
+	id := strings.Fields(r.stdout)[0]
+	if len(srv.Messages()) != 0 {
+		t.Fatal("exec without --deliver sent mail")
+	}
+	// The same key again is a no-op returning the same id.
+	r = mailbot(t, dir, relayEnv, "exec", "-c", "mailbot.yaml", "enqueue.lua", "ops@example.org")
+	if f := strings.Fields(r.stdout); r.code != 0 || f[0] != id || f[1] != "true" {
+		t.Fatalf("second enqueue with the same key: %v", r)
+	}
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "ops@example.org") {
+		t.Fatalf("queue list: %v", r)
+	}
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "show", id)
+	if r.code != 0 || !strings.Contains(r.stdout, "Subject: queued for ops@example.org") {
+		t.Fatalf("queue show: %v", r)
+	}
+
+	// exec --deliver delivers everything due, this message included.
+	r = mailbot(t, dir, relayEnv, "exec", "-c", "mailbot.yaml", "--deliver", "enqueue.lua", "gone@example.org")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "1 bounced") {
+		t.Fatalf("exec --deliver with one permanent refusal: %v", r)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 || msgs[0].To[0] != "ops@example.org" || !msgs[0].TLS || msgs[0].AuthUser != "bot" {
+		t.Fatalf("delivered: %+v", msgs)
+	}
+
+	// The refused one is a dead letter with the server's reply; requeue
+	// puts it back.
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "dead")
+	if r.code != 0 || !strings.Contains(r.stdout, "gone@example.org") || !strings.Contains(r.stdout, "550") {
+		t.Fatalf("queue dead: %v", r)
+	}
+	deadID := regexp.MustCompile(`(?m)^(\S+)\s+relay`).FindStringSubmatch(r.stdout)
+	if deadID == nil {
+		t.Fatalf("no id in %q", r.stdout)
+	}
+	if r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "requeue", deadID[1]); r.code != 0 {
+		t.Fatalf("requeue: %v", r)
+	}
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "list")
+	if !strings.Contains(r.stdout, deadID[1]) {
+		t.Fatalf("requeued message not listed: %v", r)
+	}
+	if r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "delete", deadID[1]); r.code != 0 {
+		t.Fatalf("delete: %v", r)
+	}
+	if r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "show", deadID[1]); r.code == 0 {
+		t.Fatalf("show after delete: %v", r)
+	}
+}
+
+// TestCrashDuringDelivery is the outbox's promise: kill -9 the daemon in the
+// middle of delivering 500 queued messages, start it again, and every
+// message arrives at least once.
+func TestCrashDuringDelivery(t *testing.T) {
+	t.Parallel()
+	srv := devtest.Start(t, devserver.Config{
+		Users: map[string]string{"bot": "s3cret"},
+		// A relay that takes a moment per message, so the kill lands
+		// in the middle of delivery.
+		Hooks: devserver.Hooks{Data: func(*devserver.Message) *devserver.Reject {
+			time.Sleep(2 * time.Millisecond)
+			return nil
+		}},
+	})
+	dir := relayConfig(t, srv)
+	const n = 500
+	// Keys make the second start's on_start enqueue a no-op for messages
+	// already accepted.
+	writeFile(t, filepath.Join(dir, "scripts", "burst.lua"), fmt.Sprintf(`
+local mail = require("mail")
+mailbot.on_start(function()
+  for i = 1, %d do
+    mail.send(mail.message{ from = "bot@example.org", to = "ops@example.org",
+                            subject = "burst " .. i, text = "message " .. i }, { key = "burst-" .. i })
+  end
+end)`, n))
+
+	start := func() (*exec.Cmd, *syncBuffer) {
+		cmd := exec.Command(mailbotBin, "run", "-c", "mailbot.yaml")
+		cmd.Dir = dir
+		cmd.Env = cleanEnv(relayEnv...)
+		logs := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, logs
+	}
+	cmd, logs := start()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := srv.WaitMessages(ctx, 50); err != nil {
+		t.Fatalf("delivery did not start: %v\n%s", err, logs.String())
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	atKill := len(srv.Messages())
+
+	cmd, logs = start()
+	bySubject := map[string]int{}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(bySubject) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("after restart only %d of %d messages arrived\n%s", len(bySubject), n, logs.String())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		srv.WaitMessages(ctx, len(srv.Messages())+1)
+		cancel()
+		bySubject = map[string]int{}
+		for _, m := range srv.Messages() {
+			bySubject[subject(t, m.Data)]++
+		}
+	}
+	dups := 0
+	for _, c := range bySubject {
+		dups += c - 1
+	}
+	t.Logf("killed after %d deliveries; all %d messages arrived; %d duplicate(s)", atKill, n, dups)
+	if dups > 1 {
+		t.Errorf("%d duplicates: more than the one message that can be in flight at the kill", dups)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("run after restart did not exit 0: %v\n%s", err, logs.String())
+	}
+}
