@@ -153,6 +153,12 @@ func (l *limiter) wait(ctx context.Context) error {
 
 // worker delivers one account's messages over one SMTP session at a time,
 // reusing it for as long as messages are due.
+//
+// Each worker has a helper goroutine that does the spool work around the
+// transaction on the wire: while the worker sends message n, the helper
+// moves message n-1 (already accepted) to sent/ and claims, locks and reads
+// message n+1, so file I/O overlaps network I/O instead of adding to it.
+// The worker has at most one request outstanding with its helper.
 type worker struct {
 	o    *Outbox
 	name string
@@ -164,39 +170,138 @@ type worker struct {
 	c    *smtp.Client
 	tls  bool
 	user string // authenticated user, "" without AUTH
+
+	reqs        chan helperReq
+	next        chan *job
+	outstanding bool // a request was sent to the helper and not answered
+}
+
+// job is a queued message claimed from the index, locked and read: ready
+// for an attempt. The lock is held until the job is settled.
+type job struct {
+	e    *entry
+	lf   *lockedFile
+	it   Item
+	data []byte
+
+	// Filled in for a delivered job, for its log record: the session may
+	// have changed by the time the helper writes it.
+	rcpts     []string
+	tls       bool
+	user      string
+	delivered bool
+}
+
+// helperReq asks the helper to mark sent (if non-nil) and then, with
+// load, to prefetch the next due message.
+type helperReq struct {
+	sent *job
+	load bool
 }
 
 func (w *worker) run(ctx context.Context) {
-	defer w.closeSession(ctx)
-	for ctx.Err() == nil {
-		e, due, changed := w.o.idx.claim(w.name, w.o.opts.Now())
-		if e != nil {
-			w.deliver(ctx, e)
-			continue
+	w.reqs = make(chan helperReq, 1)
+	w.next = make(chan *job, 1)
+	var helper sync.WaitGroup
+	helper.Go(func() {
+		for r := range w.reqs {
+			if r.sent != nil {
+				w.sent(ctx, r.sent)
+			}
+			var j *job
+			if r.load {
+				j, _, _ = w.load()
+			}
+			w.next <- j
 		}
-		if w.once {
-			return
-		}
-		// Idle: end the batch. Close the session rather than hold a
-		// relay connection open, and make the sent records durable.
+	})
+	var cur *job
+	defer func() {
+		// Give back what was claimed but not attempted.
+		w.release(cur)
+		w.release(w.prefetched())
+		close(w.reqs)
+		helper.Wait()
 		w.closeSession(ctx)
-		if err := w.o.flushSent(); err != nil {
-			w.o.log.Warn("outbox: flush sent records", "error", err)
+	}()
+	for ctx.Err() == nil {
+		if cur == nil {
+			cur = w.prefetched()
 		}
-		var timeout <-chan time.Time
-		var t *time.Timer
-		if !due.IsZero() {
-			t = time.NewTimer(max(due.Sub(w.o.opts.Now()), time.Millisecond))
-			timeout = t.C
+		if cur == nil {
+			// Nothing was prefetched (or the prefetch found nothing due):
+			// look again now, with the helper idle.
+			j, due, changed := w.load()
+			if j == nil {
+				if w.once {
+					return
+				}
+				w.idle(ctx, due, changed)
+				continue
+			}
+			cur = j
 		}
-		select {
-		case <-ctx.Done():
-		case <-changed:
-		case <-timeout:
+		if !w.outstanding {
+			w.ask(helperReq{load: true})
 		}
-		if t != nil {
-			t.Stop()
+		w.attempt(ctx, cur)
+		// The next message was loaded while this one was on the wire;
+		// hand the delivered one over to be marked sent while the next
+		// one goes out.
+		next := w.prefetched()
+		if cur.delivered {
+			w.ask(helperReq{sent: cur, load: ctx.Err() == nil})
+		} else {
+			cur.lf.unlock()
 		}
+		cur = next
+	}
+}
+
+// ask sends a request to the helper; none may be outstanding.
+func (w *worker) ask(r helperReq) {
+	w.reqs <- r
+	w.outstanding = true
+}
+
+// prefetched waits for the helper's answer, if a request is outstanding,
+// and returns the message it loaded (nil for none). When it returns, every
+// delivered message handed to the helper has been marked sent.
+func (w *worker) prefetched() *job {
+	if !w.outstanding {
+		return nil
+	}
+	w.outstanding = false
+	return <-w.next
+}
+
+// release gives a claimed job back to the index unchanged.
+func (w *worker) release(j *job) {
+	if j == nil {
+		return
+	}
+	j.lf.unlock()
+	w.o.idx.settle(j.e, &j.it, j.e.fi)
+}
+
+// idle ends a batch: it closes the session rather than hold a relay
+// connection open, makes the sent records durable, and waits until a
+// message is due or the queue changes.
+func (w *worker) idle(ctx context.Context, due time.Time, changed <-chan struct{}) {
+	w.closeSession(ctx)
+	if err := w.o.flushSent(); err != nil {
+		w.o.log.Warn("outbox: flush sent records", "error", err)
+	}
+	var timeout <-chan time.Time
+	if !due.IsZero() {
+		t := time.NewTimer(max(due.Sub(w.o.opts.Now()), time.Millisecond))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-ctx.Done():
+	case <-changed:
+	case <-timeout:
 	}
 }
 
@@ -256,41 +361,57 @@ type connectPhaseError struct{ err error }
 func (e *connectPhaseError) Error() string { return e.err.Error() }
 func (e *connectPhaseError) Unwrap() error { return e.err }
 
-// deliver makes one attempt at e.
-func (w *worker) deliver(ctx context.Context, e *entry) {
+// load claims the account's earliest due message, locks and reads it. It
+// returns nil when nothing is due, with the next due time (zero if none)
+// and the channel closed on the next change of the queue. Messages that
+// are gone, busy (another process is delivering them) or unreadable are
+// settled on the way and skipped.
+func (w *worker) load() (*job, time.Time, <-chan struct{}) {
 	o := w.o
-	path := o.path(StateQueued, e.item.ID)
-	lf, err := lockFile(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			o.idx.settle(e, nil, nil) // delivered or deleted elsewhere
-			return
+	for {
+		e, due, changed := o.idx.claim(w.name, o.opts.Now())
+		if e == nil {
+			return nil, due, changed
 		}
-		if !errors.Is(err, ErrBusy) {
-			o.log.Warn("outbox: open queued message", "id", e.item.ID, "error", err)
+		lf, err := lockFile(o.path(StateQueued, e.item.ID))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				o.idx.settle(e, nil, nil) // delivered or deleted elsewhere
+				continue
+			}
+			if !errors.Is(err, ErrBusy) {
+				o.log.Warn("outbox: open queued message", "id", e.item.ID, "error", err)
+			}
+			// Busy: another process is on it. Look again after a poll.
+			it := e.item
+			it.NextAttempt = o.opts.Now().Add(o.opts.PollInterval)
+			o.idx.settle(e, &it, e.fi)
+			continue
 		}
-		// Busy: another process is on it. Look again after a poll.
-		it := e.item
-		it.NextAttempt = o.opts.Now().Add(o.opts.PollInterval)
-		o.idx.settle(e, &it, e.fi)
-		return
+		it, data, err := lf.read()
+		if err != nil {
+			lf.unlock()
+			o.log.Error("outbox: unreadable queued message left in place", "id", e.item.ID, "error", err)
+			it := e.item
+			it.NextAttempt = o.opts.Now().Add(o.opts.Backoff.Max)
+			o.idx.settle(e, &it, e.fi)
+			continue
+		}
+		return &job{e: e, lf: lf, it: it, data: data}, time.Time{}, nil
 	}
-	defer lf.unlock()
-	it, data, err := lf.read()
-	if err != nil {
-		o.log.Error("outbox: unreadable queued message left in place", "id", e.item.ID, "error", err)
-		it := e.item
-		it.NextAttempt = o.opts.Now().Add(o.opts.Backoff.Max)
-		o.idx.settle(e, &it, e.fi)
-		return
-	}
+}
+
+// attempt makes one delivery attempt at j and records its outcome, except
+// that a delivered job is only flagged (j.delivered): the caller has it
+// marked sent.
+func (w *worker) attempt(ctx context.Context, j *job) {
 	if err := w.lim.wait(ctx); err != nil {
-		o.idx.settle(e, &it, e.fi)
+		w.o.idx.settle(j.e, &j.it, j.e.fi)
 		return
 	}
 	if w.c == nil {
 		if err := w.connect(ctx); err != nil {
-			w.finish(ctx, e, lf, &it, data, nil, err)
+			w.finish(ctx, j, nil, err)
 			// The relay is unreachable: every other due message of the
 			// account would fail the same way now, so defer them all
 			// without dialling again.
@@ -298,39 +419,25 @@ func (w *worker) deliver(ctx context.Context, e *entry) {
 			return
 		}
 	}
-	refused, err := w.c.SendMail(ctx, it.From, it.To, data, w.acct.SendOptions)
-	w.finish(ctx, e, lf, &it, data, refused, err)
+	refused, err := w.c.SendMail(ctx, j.it.From, j.it.To, j.data, w.acct.SendOptions)
+	w.finish(ctx, j, refused, err)
 }
 
-// deferAllDue records a failed attempt with err for every due message.
+// deferAllDue records a failed attempt with cause for every due message,
+// the prefetched one first.
 func (w *worker) deferAllDue(ctx context.Context, cause error) {
+	j := w.prefetched()
 	for ctx.Err() == nil {
-		e, _, _ := w.o.idx.claim(w.name, w.o.opts.Now())
-		if e == nil {
-			return
-		}
-		lf, err := lockFile(w.o.path(StateQueued, e.item.ID))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				w.o.idx.settle(e, nil, nil)
-			} else {
-				it := e.item
-				it.NextAttempt = w.o.opts.Now().Add(w.o.opts.PollInterval)
-				w.o.idx.settle(e, &it, e.fi)
+		if j == nil {
+			if j, _, _ = w.load(); j == nil {
+				return
 			}
-			continue
 		}
-		it, data, err := lf.read()
-		if err != nil {
-			it := e.item
-			it.NextAttempt = w.o.opts.Now().Add(w.o.opts.Backoff.Max)
-			w.o.idx.settle(e, &it, e.fi)
-			lf.unlock()
-			continue
-		}
-		w.finish(ctx, e, lf, &it, data, nil, cause)
-		lf.unlock()
+		w.finish(ctx, j, nil, cause)
+		j.lf.unlock()
+		j = nil
 	}
+	w.release(j)
 }
 
 // failure classifies a whole-transaction error.
@@ -376,9 +483,11 @@ func classify(err error) failure {
 	return f
 }
 
-// finish records the outcome of an attempt and settles e. lf is held.
-func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item, data []byte, refused smtp.Refusals, err error) {
+// finish records the outcome of an attempt and settles j, which is held;
+// a delivered job is only flagged, for the helper to mark sent.
+func (w *worker) finish(ctx context.Context, j *job, refused smtp.Refusals, err error) {
 	o := w.o
+	e, lf, it, data := j.e, j.lf, &j.it, j.data
 	now := o.opts.Now()
 	pending := it.To
 
@@ -448,9 +557,10 @@ func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item,
 	case len(it.Refused) > 0:
 		outcome = w.bury(e, lf, it, data, "refused permanently")
 	default:
-		outcome = w.sent(e, lf, it)
+		j.delivered, j.rcpts, j.tls, j.user = true, pending, w.tls, w.user
+		return
 	}
-	w.logAttempt(ctx, it, pending, len(data), outcome, f, err)
+	w.logAttempt(ctx, it, pending, len(data), outcome, f, err, w.tls, w.user)
 }
 
 func smtpReply(se *smtp.SMTPError) Reply {
@@ -525,27 +635,29 @@ func (w *worker) bury(e *entry, lf *lockedFile, it *Item, data []byte, reason st
 	return "bounced"
 }
 
-// sent moves the delivered message to sent/. The rename is the "sent"
-// mark: one system call right after the server's 250, so a kill -9 can
-// only re-send a message caught between the two. The directory flush is
-// batched (see flushSent): a power failure may re-send the messages moved
-// since the last flush.
-func (w *worker) sent(e *entry, lf *lockedFile, it *Item) string {
+// sent moves a delivered message to sent/ and releases it. The rename is
+// the "sent" mark; the helper does it while the worker already sends the
+// next message, so it follows the server's 250 by about one rename (see
+// "The duplicate window" in the package documentation). The directory
+// flush is batched (see flushSent): a power failure may re-send the
+// messages moved since the last flush.
+func (w *worker) sent(ctx context.Context, j *job) {
 	o := w.o
-	if err := os.Rename(lf.path, o.path(StateSent, it.ID)); err != nil {
+	if err := renameFile(j.lf.path, o.path(StateSent, j.it.ID)); err != nil {
 		// Never leave a delivered message queued silently.
-		o.log.Error("outbox: mark delivered message as sent", "id", it.ID, "error", err)
+		o.log.Error("outbox: mark delivered message as sent", "id", j.it.ID, "error", err)
 	}
+	j.lf.unlock()
 	o.markSentDirty()
 	o.ctr.sent.Add(1)
 	w.rep.sent.Add(1)
-	o.idx.settle(e, nil, nil)
-	return "sent"
+	o.idx.settle(j.e, nil, nil)
+	w.logAttempt(ctx, &j.it, j.rcpts, len(j.data), "sent", failure{}, nil, j.tls, j.user)
 }
 
 // logAttempt writes the one record per delivery attempt, with the fields
 // msmtp logs per delivery. Credentials are never among them.
-func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size int, outcome string, f failure, err error) {
+func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size int, outcome string, f failure, err error, tls bool, user string) {
 	level, msg := slog.LevelInfo, "outbox: delivered"
 	code, text, enhanced := 250, "", ""
 	if it.LastReply != nil {
@@ -568,8 +680,8 @@ func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size 
 		slog.String("outcome", outcome),
 		slog.String("account", w.name),
 		slog.String("host", w.acct.Addr),
-		slog.Bool("tls", w.tls),
-		slog.String("auth_user", w.user),
+		slog.Bool("tls", tls),
+		slog.String("auth_user", user),
 		slog.String("from", it.From),
 		slog.Any("recipients", rcpts),
 		slog.Int("size", size),

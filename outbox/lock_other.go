@@ -10,3 +10,6 @@ import "os"
 func tryLock(*os.File) error { return nil }
 func lock(*os.File) error    { return nil }
 func unlock(*os.File) error  { return nil }
+
+func openRead(path string) (*os.File, error) { return os.Open(path) }
+func renameFile(from, to string) error       { return os.Rename(from, to) }

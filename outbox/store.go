@@ -271,6 +271,7 @@ func (o *Outbox) path(s State, id string) string {
 type lockedFile struct {
 	f    *os.File
 	path string
+	size int64 // from fstat after locking; spool files never change in place
 }
 
 // lockFile opens path and takes its exclusive lock without waiting. It
@@ -279,7 +280,7 @@ type lockedFile struct {
 // replaced while we were getting the lock).
 func lockFile(path string) (*lockedFile, error) {
 	for range 3 {
-		f, err := os.Open(path)
+		f, err := openRead(path)
 		if err != nil {
 			return nil, err
 		}
@@ -293,7 +294,7 @@ func lockFile(path string) (*lockedFile, error) {
 		fi, err1 := f.Stat()
 		pi, err2 := os.Stat(path)
 		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
-			return &lockedFile{f: f, path: path}, nil
+			return &lockedFile{f: f, path: path, size: fi.Size()}, nil
 		}
 		f.Close()
 		if err2 != nil {
@@ -303,12 +304,17 @@ func lockFile(path string) (*lockedFile, error) {
 	return nil, ErrBusy
 }
 
+// read returns the file's metadata and message bytes. Every spool file is
+// written whole before it is renamed into place and never changed after,
+// so the size seen under the lock is the whole file and one read(2)
+// normally fetches it; anything short is reported as torn by decodeFile.
 func (l *lockedFile) read() (Item, []byte, error) {
-	b, err := io.ReadAll(l.f)
-	if err != nil {
+	b := make([]byte, l.size)
+	n, err := io.ReadFull(l.f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return Item{}, nil, fmt.Errorf("read %s: %w", l.path, err)
 	}
-	it, data, err := decodeFile(b)
+	it, data, err := decodeFile(b[:n])
 	if err != nil {
 		return it, nil, fmt.Errorf("%s: %w", l.path, err)
 	}
