@@ -83,6 +83,7 @@ type Engine struct {
 
 	store     *StateStore
 	ledger    *Ledger
+	hub       *WatchHub // one inotify instance for every watched folder
 	scheduler *Scheduler
 	workers   chan struct{}
 
@@ -171,6 +172,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	e.ledger = ledger
+	hub, err := NewWatchHub()
+	if err != nil {
+		ledger.Close()
+		return err
+	}
+	e.hub = hub
 	e.runBase, e.runCancel = context.WithCancel(context.Background())
 	e.scheduler = NewScheduler(e.clock)
 	e.scheduler.Start()
@@ -178,10 +185,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	watcher, err := NewWatcher(e.cfg.ScriptsDir, WatchOptions{
 		Filter: func(p string) bool { return isScript(p) },
 		Clock:  e.clock,
+		Hub:    hub,
 	})
 	if err != nil {
 		e.scheduler.Stop()
 		ledger.Close()
+		hub.Close()
 		return fmt.Errorf("engine: watching %s: %w", e.cfg.ScriptsDir, err)
 	}
 
@@ -263,6 +272,9 @@ func (e *Engine) shutdown() error {
 		errs = append(errs, err)
 	}
 	if err := e.ledger.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := e.hub.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	st := e.Stats()

@@ -142,6 +142,9 @@ type FileTriggerOptions struct {
 	// Workers bounds the goroutines hashing settled files; 0 means
 	// DefaultFileWorkers.
 	Workers int
+	// Hub, when set, shares one fsnotify watcher between triggers (see
+	// WatchHub); nil gives the trigger a watcher of its own.
+	Hub *WatchHub
 	// Observed, when set, is called from the trigger goroutine after a
 	// filesystem event has been taken into account. Tests driving a
 	// FakeClock use it to know when they may Advance.
@@ -383,6 +386,7 @@ func (t *FileTrigger) Start() error {
 		Filter:    t.wanted,
 		SkipDir:   t.skipDir,
 		Clock:     t.clock,
+		Hub:       t.opts.Hub,
 	})
 	if err != nil {
 		return fmt.Errorf("engine: on_file %s: %w", t.root, err)

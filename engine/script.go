@@ -449,7 +449,7 @@ func (e *Engine) startFileTrigger(fr *fileRun) {
 	if fr.s.stopped { // retired or shut down before it could start
 		return
 	}
-	ft, err := NewFileTrigger(fr.spec, FileTriggerOptions{Clock: e.clock, Ledger: e.ledger})
+	ft, err := NewFileTrigger(fr.spec, FileTriggerOptions{Clock: e.clock, Ledger: e.ledger, Hub: e.hub})
 	if err != nil {
 		e.log.Error("file trigger", "script", fr.s.name, "trigger", fr.label, "error", err)
 		return

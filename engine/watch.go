@@ -87,6 +87,9 @@ type WatchOptions struct {
 	SkipDir func(path string) bool
 	// Clock times the debounce; nil means RealClock().
 	Clock Clock
+	// Hub, when set, shares one fsnotify watcher with other Watchers
+	// instead of opening one for this Watcher.
+	Hub *WatchHub
 	// Observed, when set, is called from the watcher goroutine after each
 	// raw event that passed Filter has been recorded. Tests driving a
 	// FakeClock use it to know an event has been seen before they Advance.
@@ -103,7 +106,7 @@ type Watcher struct {
 	root  string
 	opts  WatchOptions
 	clock Clock
-	fs    *fsnotify.Watcher
+	fs    eventSource
 
 	events chan WatchEvent
 	errors chan error
@@ -145,7 +148,12 @@ func NewWatcher(root string, opts WatchOptions) (*Watcher, error) {
 	if clock == nil {
 		clock = RealClock()
 	}
-	fsw, err := fsnotify.NewWatcher()
+	var fsw eventSource
+	if opts.Hub != nil {
+		fsw, err = opts.Hub.source()
+	} else {
+		fsw, err = newOwnSource()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("engine: watch %s: %w", root, err)
 	}
@@ -224,12 +232,12 @@ func (w *Watcher) run() {
 			erOut, erHead = w.errors, w.outErrors[0]
 		}
 		select {
-		case ev, ok := <-w.fs.Events:
+		case ev, ok := <-w.fs.Events():
 			if !ok {
 				return
 			}
 			w.handle(ev)
-		case err, ok := <-w.fs.Errors:
+		case err, ok := <-w.fs.Errors():
 			if !ok {
 				return
 			}
