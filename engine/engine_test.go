@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -489,12 +490,21 @@ func TestThousandFilesExactlyOnceAndRestart(t *testing.T) {
 	drop := filepath.Join(filepath.Dir(h.scripts), "drop")
 	os.MkdirAll(drop, 0o755)
 	const n = 1000
-	for i := 0; i < n; i++ {
+	// Half are there at start, half dropped at once while running.
+	for i := 0; i < n/2; i++ {
 		os.WriteFile(filepath.Join(drop, fmt.Sprintf("f%04d.txt", i)), []byte(fmt.Sprint(i)), 0o644)
 	}
 	h.write("many.lua", fmt.Sprintf(`
 mailbot.on_file({ dir = %q, settle = "50ms" }, function(ev) require("probe").hit("file", ev.name) end)`, drop))
+	g0 := runtime.NumGoroutine()
 	h.start()
+	h.waitLog("file trigger started", "many.lua")
+	for i := n / 2; i < n; i++ {
+		os.WriteFile(filepath.Join(drop, fmt.Sprintf("f%04d.txt", i)), []byte(fmt.Sprint(i)), 0o644)
+	}
+	if g := runtime.NumGoroutine() - g0; g > 50 {
+		t.Errorf("%d goroutines for one file trigger with %d files: not bounded", g, n)
+	}
 	seen := map[string]int{}
 	for len(seen) < n {
 		seen[h.waitHit("file").value]++

@@ -460,6 +460,7 @@ func (e *Engine) startFileTrigger(fr *fileRun) {
 		return
 	}
 	fr.ft = ft
+	e.log.Debug("file trigger started", "script", fr.s.name, "trigger", fr.label)
 	fr.s.runs.Add(1) // the dispatch loop counts as a run of this version
 	go func() {
 		defer fr.s.runs.Done()

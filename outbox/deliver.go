@@ -154,11 +154,15 @@ func (l *limiter) wait(ctx context.Context) error {
 // worker delivers one account's messages over one SMTP session at a time,
 // reusing it for as long as messages are due.
 //
-// Each worker has a helper goroutine that does the spool work around the
-// transaction on the wire: while the worker sends message n, the helper
-// moves message n-1 (already accepted) to sent/ and claims, locks and reads
-// message n+1, so file I/O overlaps network I/O instead of adding to it.
-// The worker has at most one request outstanding with its helper.
+// Each worker has a helper goroutine for the spool work around the
+// transactions: while the worker sends one batch of messages, the helper
+// claims, locks and reads the next batch, and moves the messages of the
+// previous batch to sent/. The worker itself only marks a delivered
+// message (markDelivered, one fchmod(2)) right after the server's 250.
+// Batches rather than single messages go back and forth so that the
+// helper runs long enough to be scheduled on another CPU instead of
+// taking turns with the SMTP conversation on one. The worker has at most
+// one request outstanding with its helper.
 type worker struct {
 	o    *Outbox
 	name string
@@ -172,9 +176,16 @@ type worker struct {
 	user string // authenticated user, "" without AUTH
 
 	reqs        chan helperReq
-	next        chan *job
-	outstanding bool // a request was sent to the helper and not answered
+	resps       chan []*job
+	outstanding bool   // a request was sent to the helper and not answered
+	ready       []*job // loaded, to be attempted in order
+	done        []*job // delivered and marked, to be moved to sent/
 }
+
+// maxPrefetch bounds the batch a worker's helper claims ahead: enough to
+// keep the helper busy for a while, small enough that the claimed
+// messages (locked, invisible to other workers) stay few.
+const maxPrefetch = 32
 
 // job is a queued message claimed from the index, locked and read: ready
 // for an attempt. The lock is held until the job is settled.
@@ -190,96 +201,120 @@ type job struct {
 	tls       bool
 	user      string
 	delivered bool
+	moved     bool // already in sent/ (the mark failed)
 }
 
-// helperReq asks the helper to mark sent (if non-nil) and then, with
-// load, to prefetch the next due message.
+// helperReq asks the helper to move sent to sent/ and then to load up to
+// load due messages.
 type helperReq struct {
-	sent *job
-	load bool
+	sent []*job
+	load int
 }
 
 func (w *worker) run(ctx context.Context) {
 	w.reqs = make(chan helperReq, 1)
-	w.next = make(chan *job, 1)
+	w.resps = make(chan []*job, 1)
 	var helper sync.WaitGroup
 	helper.Go(func() {
 		for r := range w.reqs {
-			if r.sent != nil {
-				w.sent(ctx, r.sent)
+			for _, j := range r.sent {
+				w.moveSent(ctx, j)
 			}
-			var j *job
-			if r.load {
-				j, _, _ = w.load()
+			var js []*job
+			for range r.load {
+				j, _, _ := w.load()
+				if j == nil {
+					break
+				}
+				js = append(js, j)
 			}
-			w.next <- j
+			w.resps <- js
 		}
 	})
-	var cur *job
 	defer func() {
-		// Give back what was claimed but not attempted.
-		w.release(cur)
-		w.release(w.prefetched())
+		// Give back what was claimed but not attempted; finish moving
+		// what was delivered.
+		w.collect()
+		for _, j := range w.ready {
+			w.release(j)
+		}
+		w.ready = nil
+		if len(w.done) > 0 {
+			w.ask(0)
+			w.collect()
+		}
 		close(w.reqs)
 		helper.Wait()
 		w.closeSession(ctx)
 	}()
 	for ctx.Err() == nil {
-		if cur == nil {
-			cur = w.prefetched()
+		if len(w.ready) == 0 {
+			w.collect()
 		}
-		if cur == nil {
+		if len(w.ready) == 0 {
 			// Nothing was prefetched (or the prefetch found nothing due):
 			// look again now, with the helper idle.
 			j, due, changed := w.load()
 			if j == nil {
+				if len(w.done) > 0 {
+					// Move the delivered messages before the idle flush.
+					w.ask(0)
+					w.collect()
+					continue
+				}
 				if w.once {
 					return
 				}
 				w.idle(ctx, due, changed)
 				continue
 			}
-			cur = j
+			w.ready = append(w.ready, j)
 		}
 		if !w.outstanding {
-			w.ask(helperReq{load: true})
+			// Load the next batch while this one goes out.
+			w.ask(w.prefetchSize(len(w.ready)))
 		}
-		w.attempt(ctx, cur)
-		// The next message was loaded while this one was on the wire;
-		// hand the delivered one over to be marked sent while the next
-		// one goes out.
-		next := w.prefetched()
-		if cur.delivered {
-			w.ask(helperReq{sent: cur, load: ctx.Err() == nil})
+		j := w.ready[0]
+		w.ready[0] = nil
+		w.ready = w.ready[1:]
+		w.attempt(ctx, j)
+		if j.delivered {
+			w.done = append(w.done, j)
 		} else {
-			cur.lf.unlock()
+			j.lf.unlock()
 		}
-		cur = next
 	}
 }
 
-// ask sends a request to the helper; none may be outstanding.
-func (w *worker) ask(r helperReq) {
-	w.reqs <- r
+// prefetchSize is how many messages to claim ahead, given have in hand.
+// With several workers per account it leaves them a fair share of the
+// due messages.
+func (w *worker) prefetchSize(have int) int {
+	n := max(w.o.idx.dueLen(w.name, w.o.opts.Now())/max(w.acct.Concurrency, 1), 1)
+	return max(min(n, maxPrefetch, maxPrefetch-have), 1)
+}
+
+// ask sends the delivered messages to the helper and asks for the next
+// load messages; no request may be outstanding.
+func (w *worker) ask(load int) {
+	w.reqs <- helperReq{sent: w.done, load: load}
+	w.done = nil
 	w.outstanding = true
 }
 
-// prefetched waits for the helper's answer, if a request is outstanding,
-// and returns the message it loaded (nil for none). When it returns, every
-// delivered message handed to the helper has been marked sent.
-func (w *worker) prefetched() *job {
+// collect waits for the helper's answer, if a request is outstanding, and
+// appends the messages it loaded to w.ready. When it returns, every
+// delivered message handed to the helper has been moved to sent/.
+func (w *worker) collect() {
 	if !w.outstanding {
-		return nil
+		return
 	}
 	w.outstanding = false
-	return <-w.next
+	w.ready = append(w.ready, <-w.resps...)
 }
 
 // release gives a claimed job back to the index unchanged.
 func (w *worker) release(j *job) {
-	if j == nil {
-		return
-	}
 	j.lf.unlock()
 	w.o.idx.settle(j.e, &j.it, j.e.fi)
 }
@@ -388,6 +423,13 @@ func (w *worker) load() (*job, time.Time, <-chan struct{}) {
 			o.idx.settle(e, &it, e.fi)
 			continue
 		}
+		if lf.delivered {
+			// Delivered by a process that died before moving it.
+			o.finishMove(lf, e.item.ID)
+			lf.unlock()
+			o.idx.settle(e, nil, nil)
+			continue
+		}
 		it, data, err := lf.read()
 		if err != nil {
 			lf.unlock()
@@ -424,20 +466,19 @@ func (w *worker) attempt(ctx context.Context, j *job) {
 }
 
 // deferAllDue records a failed attempt with cause for every due message,
-// the prefetched one first.
+// the prefetched ones first.
 func (w *worker) deferAllDue(ctx context.Context, cause error) {
-	j := w.prefetched()
+	w.collect()
 	for ctx.Err() == nil {
-		if j == nil {
-			if j, _, _ = w.load(); j == nil {
-				return
-			}
+		var j *job
+		if len(w.ready) > 0 {
+			j, w.ready = w.ready[0], w.ready[1:]
+		} else if j, _, _ = w.load(); j == nil {
+			return
 		}
 		w.finish(ctx, j, nil, cause)
 		j.lf.unlock()
-		j = nil
 	}
-	w.release(j)
 }
 
 // failure classifies a whole-transaction error.
@@ -557,6 +598,13 @@ func (w *worker) finish(ctx context.Context, j *job, refused smtp.Refusals, err 
 	case len(it.Refused) > 0:
 		outcome = w.bury(e, lf, it, data, "refused permanently")
 	default:
+		// The "sent" mark, right after the 250 and before anything else.
+		if err := markDelivered(lf); err != nil {
+			// Not marked: move it now, as the mark would have said.
+			o.log.Warn("outbox: mark delivered message", "id", it.ID, "error", err)
+			o.finishMove(lf, it.ID)
+			j.moved = true
+		}
 		j.delivered, j.rcpts, j.tls, j.user = true, pending, w.tls, w.user
 		return
 	}
@@ -635,24 +683,33 @@ func (w *worker) bury(e *entry, lf *lockedFile, it *Item, data []byte, reason st
 	return "bounced"
 }
 
-// sent moves a delivered message to sent/ and releases it. The rename is
-// the "sent" mark; the helper does it while the worker already sends the
-// next message, so it follows the server's 250 by about one rename (see
-// "The duplicate window" in the package documentation). The directory
-// flush is batched (see flushSent): a power failure may re-send the
-// messages moved since the last flush.
-func (w *worker) sent(ctx context.Context, j *job) {
+// moveSent moves a delivered, marked message to sent/ and releases it.
+// The helper does this while the worker already sends the next messages;
+// the mark made it safe to wait (see "The duplicate window" in the package
+// documentation). The directory flush is batched (see flushSent): a power
+// failure may re-send the messages moved since the last flush.
+func (w *worker) moveSent(ctx context.Context, j *job) {
 	o := w.o
-	if err := renameFile(j.lf.path, o.path(StateSent, j.it.ID)); err != nil {
-		// Never leave a delivered message queued silently.
-		o.log.Error("outbox: mark delivered message as sent", "id", j.it.ID, "error", err)
+	if !j.moved {
+		o.finishMove(j.lf, j.it.ID)
 	}
 	j.lf.unlock()
-	o.markSentDirty()
 	o.ctr.sent.Add(1)
 	w.rep.sent.Add(1)
 	o.idx.settle(j.e, nil, nil)
 	w.logAttempt(ctx, &j.it, j.rcpts, len(j.data), "sent", failure{}, nil, j.tls, j.user)
+}
+
+// finishMove renames a delivered queued message, which the caller holds,
+// into sent/.
+func (o *Outbox) finishMove(lf *lockedFile, id string) {
+	if err := renameFile(lf.path, o.path(StateSent, id)); err != nil {
+		// Never leave a delivered message queued silently; its mark
+		// keeps it from being sent again.
+		o.log.Error("outbox: move delivered message to sent", "id", id, "error", err)
+		return
+	}
+	o.markSentDirty()
 }
 
 // logAttempt writes the one record per delivery attempt, with the fields

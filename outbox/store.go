@@ -272,6 +272,27 @@ type lockedFile struct {
 	f    *os.File
 	path string
 	size int64 // from fstat after locking; spool files never change in place
+	perm os.FileMode
+	// delivered: the file carries the delivered mark (see markDelivered).
+	delivered bool
+}
+
+// deliveredBit is the "delivered" mark on a queued message file: the
+// owner-execute permission bit. Spool files are created 0600 and no umask
+// can add a bit, so a queued file never has it unless a delivery set it.
+const deliveredBit = 0o100
+
+// markDelivered sets the delivered mark on a locked queued file: one
+// fchmod(2) on the open descriptor, which a kill -9 cannot undo (it
+// changes the inode at once; only a power failure before the next flush
+// can lose it). Every process reads the mode when it locks a message
+// (lockFile's fstat), so none sends a marked message again; it moves it
+// to sent/ instead.
+func markDelivered(l *lockedFile) error {
+	if err := l.f.Chmod(l.perm | deliveredBit); err != nil {
+		return fmt.Errorf("mark %s delivered: %w", l.path, err)
+	}
+	return nil
 }
 
 // lockFile opens path and takes its exclusive lock without waiting. It
@@ -294,7 +315,8 @@ func lockFile(path string) (*lockedFile, error) {
 		fi, err1 := f.Stat()
 		pi, err2 := os.Stat(path)
 		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
-			return &lockedFile{f: f, path: path, size: fi.Size()}, nil
+			perm := fi.Mode().Perm()
+			return &lockedFile{f: f, path: path, size: fi.Size(), perm: perm, delivered: perm&deliveredBit != 0}, nil
 		}
 		f.Close()
 		if err2 != nil {
