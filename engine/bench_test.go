@@ -157,7 +157,6 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-
 const benchScripts = 1000
 
 // writeBenchScripts writes n small scripts into dir. Each keeps a little
