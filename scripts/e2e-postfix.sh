@@ -9,7 +9,8 @@
 # its virtual(8) agent, so no system user or system config is touched.
 #
 # mailbot is then used the ways an operator would: probe, send, exec of a
-# script, and run with an on_file script for a dropped file. A python3
+# script, and run with an on_file script for a dropped file and an on_start
+# script queueing through the durable outbox (mail.send). A python3
 # checker reads the delivered Maildir and verifies each message arrived
 # intact: UTF-8 subject decoded, attachment bytes equal.
 #
@@ -223,6 +224,7 @@ mkdir -p "$WORK/bot/scripts" "$WORK/bot/tools" "$WORK/bot/drop" "$WORK/data"
 head -c 70000 /dev/urandom > "$WORK/data/blob-exec.bin"
 head -c 50000 /dev/urandom > "$WORK/data/blob-send.bin"
 head -c 30000 /dev/urandom > "$WORK/data/blob-drop.bin"
+head -c 40000 /dev/urandom > "$WORK/data/blob-outbox.bin"
 cat > "$WORK/bot/mailbot.yaml" <<EOF
 scripts_dir: scripts
 state_dir: state
@@ -269,6 +271,20 @@ mailbot.on_file({ dir = "../drop", settle = "500ms", after = "move:done" }, func
 end)
 EOF
 
+cat > "$WORK/bot/scripts/outbox.lua" <<EOF
+-- mailbot run: queue a message in the durable outbox at start; the key
+-- keeps a restart from queueing it twice.
+local mail = require("mail")
+mailbot.on_start(function()
+  mail.send(mail.message{
+    from = "mailbot e2e <$USER_ADDR>", to = { "$RCPT" },
+    subject = "Ausgang: über die Warteschlange ✓",
+    text = "outbox test\n",
+    attachments = { { path = "$WORK/data/blob-outbox.bin" } },
+  }, { key = "e2e-outbox" })
+end)
+EOF
+
 cd "$WORK/bot"
 log "mailbot check"
 "$MAILBOT" check -c mailbot.yaml
@@ -307,14 +323,15 @@ done
 cp "$WORK/data/blob-drop.bin" "$WORK/bot/drop/.blob-drop.bin.part"
 mv "$WORK/bot/drop/.blob-drop.bin.part" "$WORK/bot/drop/blob-drop.bin"
 SUBJ_DROP="Datei angekommen: blob-drop.bin ✓"
+SUBJ_OUTBOX="Ausgang: über die Warteschlange ✓"
 
 # --- verify deliveries -------------------------------------------------------
 MAILDIR="$VMAIL/rcpt/Maildir"
-log "waiting for 3 messages in $MAILDIR"
+log "waiting for 4 messages in $MAILDIR"
 for i in $(seq 600); do
   n=$(find "$MAILDIR/new" "$MAILDIR/cur" -type f 2>/dev/null | wc -l)
-  [ "$n" -ge 3 ] && break
-  [ "$i" = 600 ] && { postqueue -c "$PFCONF" -p || true; fail "only $n of 3 messages were delivered"; }
+  [ "$n" -ge 4 ] && break
+  [ "$i" = 600 ] && { postqueue -c "$PFCONF" -p || true; cat "$WORK/mailbot-run.log"; fail "only $n of 4 messages were delivered"; }
   sleep 0.1
 done
 
@@ -332,7 +349,8 @@ log "checking the delivered messages"
 python3 - "$MAILDIR" \
   "$SUBJ_EXEC|blob-exec.bin|$WORK/data/blob-exec.bin" \
   "$SUBJ_SEND|blob-send.bin|$WORK/data/blob-send.bin" \
-  "$SUBJ_DROP|blob-drop.bin|$WORK/data/blob-drop.bin" <<'PY'
+  "$SUBJ_DROP|blob-drop.bin|$WORK/data/blob-drop.bin" \
+  "$SUBJ_OUTBOX|blob-outbox.bin|$WORK/data/blob-outbox.bin" <<'PY'
 import email, email.policy, glob, os, sys
 
 maildir, expectations = sys.argv[1], sys.argv[2:]
