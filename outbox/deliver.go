@@ -153,16 +153,6 @@ func (l *limiter) wait(ctx context.Context) error {
 
 // worker delivers one account's messages over one SMTP session at a time,
 // reusing it for as long as messages are due.
-//
-// Each worker has a helper goroutine for the spool work around the
-// transactions: while the worker sends one batch of messages, the helper
-// claims, locks and reads the next batch, and moves the messages of the
-// previous batch to sent/. The worker itself only marks a delivered
-// message (markDelivered, one fchmod(2)) right after the server's 250.
-// Batches rather than single messages go back and forth so that the
-// helper runs long enough to be scheduled on another CPU instead of
-// taking turns with the SMTP conversation on one. The worker has at most
-// one request outstanding with its helper.
 type worker struct {
 	o    *Outbox
 	name string
@@ -174,169 +164,39 @@ type worker struct {
 	c    *smtp.Client
 	tls  bool
 	user string // authenticated user, "" without AUTH
-
-	reqs        chan helperReq
-	resps       chan []*job
-	outstanding bool   // a request was sent to the helper and not answered
-	ready       []*job // loaded, to be attempted in order
-	done        []*job // delivered and marked, to be moved to sent/
-}
-
-// maxPrefetch bounds the batch a worker's helper claims ahead: enough to
-// keep the helper busy for a while, small enough that the claimed
-// messages (locked, invisible to other workers) stay few.
-const maxPrefetch = 32
-
-// job is a queued message claimed from the index, locked and read: ready
-// for an attempt. The lock is held until the job is settled.
-type job struct {
-	e    *entry
-	lf   *lockedFile
-	it   Item
-	data []byte
-
-	// Filled in for a delivered job, for its log record: the session may
-	// have changed by the time the helper writes it.
-	rcpts     []string
-	tls       bool
-	user      string
-	delivered bool
-	moved     bool // already in sent/ (the mark failed)
-}
-
-// helperReq asks the helper to move sent to sent/ and then to load up to
-// load due messages.
-type helperReq struct {
-	sent []*job
-	load int
 }
 
 func (w *worker) run(ctx context.Context) {
-	w.reqs = make(chan helperReq, 1)
-	w.resps = make(chan []*job, 1)
-	var helper sync.WaitGroup
-	helper.Go(func() {
-		for r := range w.reqs {
-			for _, j := range r.sent {
-				w.moveSent(ctx, j)
-			}
-			var js []*job
-			for range r.load {
-				j, _, _ := w.load()
-				if j == nil {
-					break
-				}
-				js = append(js, j)
-			}
-			w.resps <- js
-		}
-	})
-	defer func() {
-		// Give back what was claimed but not attempted; finish moving
-		// what was delivered.
-		w.collect()
-		for _, j := range w.ready {
-			w.release(j)
-		}
-		w.ready = nil
-		if len(w.done) > 0 {
-			w.ask(0)
-			w.collect()
-		}
-		close(w.reqs)
-		helper.Wait()
-		w.closeSession(ctx)
-	}()
+	defer w.closeSession(ctx)
 	for ctx.Err() == nil {
-		if len(w.ready) == 0 {
-			w.collect()
+		e, due, changed := w.o.idx.claim(w.name, w.o.opts.Now())
+		if e != nil {
+			w.deliver(ctx, e)
+			continue
 		}
-		if len(w.ready) == 0 {
-			// Nothing was prefetched (or the prefetch found nothing due):
-			// look again now, with the helper idle.
-			j, due, changed := w.load()
-			if j == nil {
-				if len(w.done) > 0 {
-					// Move the delivered messages before the idle flush.
-					w.ask(0)
-					w.collect()
-					continue
-				}
-				if w.once {
-					return
-				}
-				w.idle(ctx, due, changed)
-				continue
-			}
-			w.ready = append(w.ready, j)
+		if w.once {
+			return
 		}
-		if !w.outstanding {
-			// Load the next batch while this one goes out.
-			w.ask(w.prefetchSize(len(w.ready)))
+		// Idle: end the batch. Close the session rather than hold a
+		// relay connection open, and make the sent records durable.
+		w.closeSession(ctx)
+		if err := w.o.flushSent(); err != nil {
+			w.o.log.Warn("outbox: flush sent records", "error", err)
 		}
-		j := w.ready[0]
-		w.ready[0] = nil
-		w.ready = w.ready[1:]
-		w.attempt(ctx, j)
-		if j.delivered {
-			w.done = append(w.done, j)
-		} else {
-			j.lf.unlock()
+		var timeout <-chan time.Time
+		var t *time.Timer
+		if !due.IsZero() {
+			t = time.NewTimer(max(due.Sub(w.o.opts.Now()), time.Millisecond))
+			timeout = t.C
 		}
-	}
-}
-
-// prefetchSize is how many messages to claim ahead, given have in hand.
-// With several workers per account it leaves them a fair share of the
-// due messages.
-func (w *worker) prefetchSize(have int) int {
-	n := max(w.o.idx.dueLen(w.name, w.o.opts.Now())/max(w.acct.Concurrency, 1), 1)
-	return max(min(n, maxPrefetch, maxPrefetch-have), 1)
-}
-
-// ask sends the delivered messages to the helper and asks for the next
-// load messages; no request may be outstanding.
-func (w *worker) ask(load int) {
-	w.reqs <- helperReq{sent: w.done, load: load}
-	w.done = nil
-	w.outstanding = true
-}
-
-// collect waits for the helper's answer, if a request is outstanding, and
-// appends the messages it loaded to w.ready. When it returns, every
-// delivered message handed to the helper has been moved to sent/.
-func (w *worker) collect() {
-	if !w.outstanding {
-		return
-	}
-	w.outstanding = false
-	w.ready = append(w.ready, <-w.resps...)
-}
-
-// release gives a claimed job back to the index unchanged.
-func (w *worker) release(j *job) {
-	j.lf.unlock()
-	w.o.idx.settle(j.e, &j.it, j.e.fi)
-}
-
-// idle ends a batch: it closes the session rather than hold a relay
-// connection open, makes the sent records durable, and waits until a
-// message is due or the queue changes.
-func (w *worker) idle(ctx context.Context, due time.Time, changed <-chan struct{}) {
-	w.closeSession(ctx)
-	if err := w.o.flushSent(); err != nil {
-		w.o.log.Warn("outbox: flush sent records", "error", err)
-	}
-	var timeout <-chan time.Time
-	if !due.IsZero() {
-		t := time.NewTimer(max(due.Sub(w.o.opts.Now()), time.Millisecond))
-		defer t.Stop()
-		timeout = t.C
-	}
-	select {
-	case <-ctx.Done():
-	case <-changed:
-	case <-timeout:
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-timeout:
+		}
+		if t != nil {
+			t.Stop()
+		}
 	}
 }
 
@@ -396,64 +256,41 @@ type connectPhaseError struct{ err error }
 func (e *connectPhaseError) Error() string { return e.err.Error() }
 func (e *connectPhaseError) Unwrap() error { return e.err }
 
-// load claims the account's earliest due message, locks and reads it. It
-// returns nil when nothing is due, with the next due time (zero if none)
-// and the channel closed on the next change of the queue. Messages that
-// are gone, busy (another process is delivering them) or unreadable are
-// settled on the way and skipped.
-func (w *worker) load() (*job, time.Time, <-chan struct{}) {
+// deliver makes one attempt at e.
+func (w *worker) deliver(ctx context.Context, e *entry) {
 	o := w.o
-	for {
-		e, due, changed := o.idx.claim(w.name, o.opts.Now())
-		if e == nil {
-			return nil, due, changed
+	path := o.path(StateQueued, e.item.ID)
+	lf, err := lockFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			o.idx.settle(e, nil, nil) // delivered or deleted elsewhere
+			return
 		}
-		lf, err := lockFile(o.path(StateQueued, e.item.ID))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				o.idx.settle(e, nil, nil) // delivered or deleted elsewhere
-				continue
-			}
-			if !errors.Is(err, ErrBusy) {
-				o.log.Warn("outbox: open queued message", "id", e.item.ID, "error", err)
-			}
-			// Busy: another process is on it. Look again after a poll.
-			it := e.item
-			it.NextAttempt = o.opts.Now().Add(o.opts.PollInterval)
-			o.idx.settle(e, &it, e.fi)
-			continue
+		if !errors.Is(err, ErrBusy) {
+			o.log.Warn("outbox: open queued message", "id", e.item.ID, "error", err)
 		}
-		if lf.delivered {
-			// Delivered by a process that died before moving it.
-			o.finishMove(lf, e.item.ID)
-			lf.unlock()
-			o.idx.settle(e, nil, nil)
-			continue
-		}
-		it, data, err := lf.read()
-		if err != nil {
-			lf.unlock()
-			o.log.Error("outbox: unreadable queued message left in place", "id", e.item.ID, "error", err)
-			it := e.item
-			it.NextAttempt = o.opts.Now().Add(o.opts.Backoff.Max)
-			o.idx.settle(e, &it, e.fi)
-			continue
-		}
-		return &job{e: e, lf: lf, it: it, data: data}, time.Time{}, nil
+		// Busy: another process is on it. Look again after a poll.
+		it := e.item
+		it.NextAttempt = o.opts.Now().Add(o.opts.PollInterval)
+		o.idx.settle(e, &it, e.fi)
+		return
 	}
-}
-
-// attempt makes one delivery attempt at j and records its outcome, except
-// that a delivered job is only flagged (j.delivered): the caller has it
-// marked sent.
-func (w *worker) attempt(ctx context.Context, j *job) {
+	defer lf.unlock()
+	it, data, err := lf.read()
+	if err != nil {
+		o.log.Error("outbox: unreadable queued message left in place", "id", e.item.ID, "error", err)
+		it := e.item
+		it.NextAttempt = o.opts.Now().Add(o.opts.Backoff.Max)
+		o.idx.settle(e, &it, e.fi)
+		return
+	}
 	if err := w.lim.wait(ctx); err != nil {
-		w.o.idx.settle(j.e, &j.it, j.e.fi)
+		o.idx.settle(e, &it, e.fi)
 		return
 	}
 	if w.c == nil {
 		if err := w.connect(ctx); err != nil {
-			w.finish(ctx, j, nil, err)
+			w.finish(ctx, e, lf, &it, data, nil, err)
 			// The relay is unreachable: every other due message of the
 			// account would fail the same way now, so defer them all
 			// without dialling again.
@@ -461,23 +298,38 @@ func (w *worker) attempt(ctx context.Context, j *job) {
 			return
 		}
 	}
-	refused, err := w.c.SendMail(ctx, j.it.From, j.it.To, j.data, w.acct.SendOptions)
-	w.finish(ctx, j, refused, err)
+	refused, err := w.c.SendMail(ctx, it.From, it.To, data, w.acct.SendOptions)
+	w.finish(ctx, e, lf, &it, data, refused, err)
 }
 
-// deferAllDue records a failed attempt with cause for every due message,
-// the prefetched ones first.
+// deferAllDue records a failed attempt with err for every due message.
 func (w *worker) deferAllDue(ctx context.Context, cause error) {
-	w.collect()
 	for ctx.Err() == nil {
-		var j *job
-		if len(w.ready) > 0 {
-			j, w.ready = w.ready[0], w.ready[1:]
-		} else if j, _, _ = w.load(); j == nil {
+		e, _, _ := w.o.idx.claim(w.name, w.o.opts.Now())
+		if e == nil {
 			return
 		}
-		w.finish(ctx, j, nil, cause)
-		j.lf.unlock()
+		lf, err := lockFile(w.o.path(StateQueued, e.item.ID))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				w.o.idx.settle(e, nil, nil)
+			} else {
+				it := e.item
+				it.NextAttempt = w.o.opts.Now().Add(w.o.opts.PollInterval)
+				w.o.idx.settle(e, &it, e.fi)
+			}
+			continue
+		}
+		it, data, err := lf.read()
+		if err != nil {
+			it := e.item
+			it.NextAttempt = w.o.opts.Now().Add(w.o.opts.Backoff.Max)
+			w.o.idx.settle(e, &it, e.fi)
+			lf.unlock()
+			continue
+		}
+		w.finish(ctx, e, lf, &it, data, nil, cause)
+		lf.unlock()
 	}
 }
 
@@ -524,11 +376,9 @@ func classify(err error) failure {
 	return f
 }
 
-// finish records the outcome of an attempt and settles j, which is held;
-// a delivered job is only flagged, for the helper to mark sent.
-func (w *worker) finish(ctx context.Context, j *job, refused smtp.Refusals, err error) {
+// finish records the outcome of an attempt and settles e. lf is held.
+func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item, data []byte, refused smtp.Refusals, err error) {
 	o := w.o
-	e, lf, it, data := j.e, j.lf, &j.it, j.data
 	now := o.opts.Now()
 	pending := it.To
 
@@ -598,17 +448,9 @@ func (w *worker) finish(ctx context.Context, j *job, refused smtp.Refusals, err 
 	case len(it.Refused) > 0:
 		outcome = w.bury(e, lf, it, data, "refused permanently")
 	default:
-		// The "sent" mark, right after the 250 and before anything else.
-		if err := markDelivered(lf); err != nil {
-			// Not marked: move it now, as the mark would have said.
-			o.log.Warn("outbox: mark delivered message", "id", it.ID, "error", err)
-			o.finishMove(lf, it.ID)
-			j.moved = true
-		}
-		j.delivered, j.rcpts, j.tls, j.user = true, pending, w.tls, w.user
-		return
+		outcome = w.sent(e, lf, it)
 	}
-	w.logAttempt(ctx, it, pending, len(data), outcome, f, err, w.tls, w.user)
+	w.logAttempt(ctx, it, pending, len(data), outcome, f, err)
 }
 
 func smtpReply(se *smtp.SMTPError) Reply {
@@ -683,38 +525,27 @@ func (w *worker) bury(e *entry, lf *lockedFile, it *Item, data []byte, reason st
 	return "bounced"
 }
 
-// moveSent moves a delivered, marked message to sent/ and releases it.
-// The helper does this while the worker already sends the next messages;
-// the mark made it safe to wait (see "The duplicate window" in the package
-// documentation). The directory flush is batched (see flushSent): a power
-// failure may re-send the messages moved since the last flush.
-func (w *worker) moveSent(ctx context.Context, j *job) {
+// sent moves the delivered message to sent/. The rename is the "sent"
+// mark: one system call right after the server's 250, so a kill -9 can
+// only re-send a message caught between the two. The directory flush is
+// batched (see flushSent): a power failure may re-send the messages moved
+// since the last flush.
+func (w *worker) sent(e *entry, lf *lockedFile, it *Item) string {
 	o := w.o
-	if !j.moved {
-		o.finishMove(j.lf, j.it.ID)
-	}
-	j.lf.unlock()
-	o.ctr.sent.Add(1)
-	w.rep.sent.Add(1)
-	o.idx.settle(j.e, nil, nil)
-	w.logAttempt(ctx, &j.it, j.rcpts, len(j.data), "sent", failure{}, nil, j.tls, j.user)
-}
-
-// finishMove renames a delivered queued message, which the caller holds,
-// into sent/.
-func (o *Outbox) finishMove(lf *lockedFile, id string) {
-	if err := renameFile(lf.path, o.path(StateSent, id)); err != nil {
-		// Never leave a delivered message queued silently; its mark
-		// keeps it from being sent again.
-		o.log.Error("outbox: move delivered message to sent", "id", id, "error", err)
-		return
+	if err := renameFile(lf.path, o.path(StateSent, it.ID)); err != nil {
+		// Never leave a delivered message queued silently.
+		o.log.Error("outbox: mark delivered message as sent", "id", it.ID, "error", err)
 	}
 	o.markSentDirty()
+	o.ctr.sent.Add(1)
+	w.rep.sent.Add(1)
+	o.idx.settle(e, nil, nil)
+	return "sent"
 }
 
 // logAttempt writes the one record per delivery attempt, with the fields
 // msmtp logs per delivery. Credentials are never among them.
-func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size int, outcome string, f failure, err error, tls bool, user string) {
+func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size int, outcome string, f failure, err error) {
 	level, msg := slog.LevelInfo, "outbox: delivered"
 	code, text, enhanced := 250, "", ""
 	if it.LastReply != nil {
@@ -737,8 +568,8 @@ func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size 
 		slog.String("outcome", outcome),
 		slog.String("account", w.name),
 		slog.String("host", w.acct.Addr),
-		slog.Bool("tls", tls),
-		slog.String("auth_user", user),
+		slog.Bool("tls", w.tls),
+		slog.String("auth_user", w.user),
 		slog.String("from", it.From),
 		slog.Any("recipients", rcpts),
 		slog.Int("size", size),

@@ -135,30 +135,6 @@ func (x *index) claim(acct string, now time.Time) (*entry, time.Time, <-chan str
 	return top, time.Time{}, x.changed
 }
 
-// dueLen returns how many of the account's queued messages are due at now
-// (counting at most maxPrefetch*64, which is all a caller needs).
-func (x *index) dueLen(acct string, now time.Time) int {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	h := x.heaps[acct]
-	if h == nil {
-		return 0
-	}
-	// A heap is not sorted, but every due entry has only due ancestors:
-	// walk the due part from the root.
-	n, stack := 0, []int{0}
-	for len(stack) > 0 && n < maxPrefetch*64 {
-		i := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if i >= h.Len() || (*h)[i].item.NextAttempt.After(now) {
-			continue
-		}
-		n++
-		stack = append(stack, 2*i+1, 2*i+2)
-	}
-	return n
-}
-
 // settle ends a worker's hold on e: with it non-nil the message stays
 // queued with that metadata, otherwise it leaves the queue.
 func (x *index) settle(e *entry, it *Item, fi os.FileInfo) {

@@ -170,13 +170,6 @@ func (o *Outbox) lockExisting(s State, id string) (*lockedFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %s: %w", id, err)
 	}
-	if lf.delivered {
-		// Delivered by a process that died before moving it to sent/:
-		// finish that, and never requeue or rewrite it.
-		o.finishMove(lf, id)
-		lf.unlock()
-		return nil, fmt.Errorf("%w: %s (delivered)", ErrNotFound, id)
-	}
 	return lf, nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/mail"
@@ -541,13 +540,6 @@ func (o *Outbox) recover() error {
 				}
 				continue
 			}
-			if s == StateQueued {
-				if moved, err := o.recoverDelivered(p, id); err != nil {
-					o.log.Warn("outbox: check queued message", "path", p, "error", err)
-				} else if moved {
-					continue
-				}
-			}
 			if prev, ok := seen[id]; ok {
 				// A move between directories was interrupted: keep the
 				// newer copy.
@@ -564,29 +556,6 @@ func (o *Outbox) recover() error {
 		}
 	}
 	return o.rescan()
-}
-
-// recoverDelivered moves a queued message that carries the delivered mark
-// (a delivery whose process died before moving it) to sent/. A message
-// locked by a live process is left to it.
-func (o *Outbox) recoverDelivered(path, id string) (bool, error) {
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm()&deliveredBit == 0 {
-		return false, nil // the common case costs one stat
-	}
-	lf, err := lockFile(path)
-	if errors.Is(err, ErrBusy) || errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer lf.unlock()
-	if !lf.delivered {
-		return false, nil
-	}
-	o.log.Info("outbox: moving message delivered before a crash to sent", "id", id)
-	o.finishMove(lf, id)
-	return true, nil
 }
 
 // checkFile reads and verifies a whole spool file.

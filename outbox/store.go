@@ -271,28 +271,7 @@ func (o *Outbox) path(s State, id string) string {
 type lockedFile struct {
 	f    *os.File
 	path string
-	size int64 // from fstat after locking; spool files never change in place
-	perm os.FileMode
-	// delivered: the file carries the delivered mark (see markDelivered).
-	delivered bool
-}
-
-// deliveredBit is the "delivered" mark on a queued message file: the
-// owner-execute permission bit. Spool files are created 0600 and no umask
-// can add a bit, so a queued file never has it unless a delivery set it.
-const deliveredBit = 0o100
-
-// markDelivered sets the delivered mark on a locked queued file: one
-// fchmod(2) on the open descriptor, which a kill -9 cannot undo (it
-// changes the inode at once; only a power failure before the next flush
-// can lose it). Every process reads the mode when it locks a message
-// (lockFile's fstat), so none sends a marked message again; it moves it
-// to sent/ instead.
-func markDelivered(l *lockedFile) error {
-	if err := l.f.Chmod(l.perm | deliveredBit); err != nil {
-		return fmt.Errorf("mark %s delivered: %w", l.path, err)
-	}
-	return nil
+	size int64 // from fstat under the lock; spool files never change in place
 }
 
 // lockFile opens path and takes its exclusive lock without waiting. It
@@ -315,8 +294,7 @@ func lockFile(path string) (*lockedFile, error) {
 		fi, err1 := f.Stat()
 		pi, err2 := os.Stat(path)
 		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
-			perm := fi.Mode().Perm()
-			return &lockedFile{f: f, path: path, size: fi.Size(), perm: perm, delivered: perm&deliveredBit != 0}, nil
+			return &lockedFile{f: f, path: path, size: fi.Size()}, nil
 		}
 		f.Close()
 		if err2 != nil {
@@ -326,10 +304,11 @@ func lockFile(path string) (*lockedFile, error) {
 	return nil, ErrBusy
 }
 
-// read returns the file's metadata and message bytes. Every spool file is
+// read returns the file's metadata and message bytes. A spool file is
 // written whole before it is renamed into place and never changed after,
 // so the size seen under the lock is the whole file and one read(2)
-// normally fetches it; anything short is reported as torn by decodeFile.
+// normally fetches it (io.ReadAll needs four or five for a small message);
+// anything short is reported as torn by decodeFile.
 func (l *lockedFile) read() (Item, []byte, error) {
 	b := make([]byte, l.size)
 	n, err := io.ReadFull(l.f, b)
