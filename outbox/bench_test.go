@@ -79,7 +79,15 @@ func BenchmarkDelivery(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
-	b.Run("outbox", func(b *testing.B) {
+	for _, sessions := range []int{1, 2} {
+		b.Run(fmt.Sprintf("outbox-%dsession", sessions), func(b *testing.B) { benchOutboxDelivery(b, sessions) })
+	}
+}
+
+// benchOutboxDelivery delivers b.N queued messages with the given number
+// of parallel sessions (Account.Concurrency).
+func benchOutboxDelivery(b *testing.B, sessions int) {
+	{
 		sink := smtptest.NewSink(b)
 		ob, err := Open(b.TempDir(), Options{})
 		if err != nil {
@@ -101,7 +109,7 @@ func BenchmarkDelivery(b *testing.B) {
 		wg.Wait()
 		accts := map[string]Account{"default": {
 			Dialer: &smtp.Dialer{TLS: smtp.TLSNone, LocalName: "localhost", Timeout: 5 * time.Second},
-			Addr:   sink.Addr(), Concurrency: 1,
+			Addr:   sink.Addr(), Concurrency: sessions,
 		}}
 		b.ResetTimer()
 		rep, err := ob.DeliverOnce(context.Background(), accts)
@@ -110,5 +118,5 @@ func BenchmarkDelivery(b *testing.B) {
 			b.Fatalf("report %+v, sink got %d, err %v", rep, sink.Messages(), err)
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	})
+	}
 }
