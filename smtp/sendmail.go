@@ -511,3 +511,218 @@ func mapValues(m map[string][]string) [][]string {
 	}
 	return out
 }
+
+// Outgoing is one message for SendBatch.
+type Outgoing struct {
+	From string
+	To   []string
+	Data []byte
+	Opts *SendOptions
+}
+
+// BatchResult is SendBatch's verdict on one message, with SendMail's
+// meaning: Refused lists partial refusals, Err is nil when the message was
+// accepted for at least one recipient.
+type BatchResult struct {
+	Refused Refusals
+	Err     error
+}
+
+// SendBatch sends several messages over the session, like SendMail for
+// each, but with PIPELINING it also overlaps messages: the next message's
+// MAIL, RCPT and DATA go out right after the previous message's final dot,
+// and both answers come back in one round trip (RFC 2920 §3.1 allows this:
+// a transaction ends with its dot whatever the reply). A batch therefore
+// costs one round trip per message instead of two. Without PIPELINING, or
+// for LMTP, the messages are sent one after the other with SendMail.
+//
+// Each message gets its own result. When the connection fails, the message
+// whose dot was sent but not answered gets an *UnknownOutcomeError, and the
+// messages not sent yet get the connection's error (not delivered). Data
+// is only read, never retained.
+func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing) []BatchResult {
+	res := make([]BatchResult, len(msgs))
+	if err := c.hello(ctx); err != nil {
+		for i := range res {
+			res[i].Err = err
+		}
+		return res
+	}
+	if !c.HasExtension("PIPELINING") || c.lmtp {
+		for i, m := range msgs {
+			res[i].Refused, res[i].Err = c.SendMail(ctx, m.From, m.To, m.Data, m.Opts)
+		}
+		return res
+	}
+	end, err := c.begin(ctx, "MAIL")
+	if err != nil {
+		for i := range res {
+			res[i].Err = err
+		}
+		return res
+	}
+	defer end()
+
+	pending := -1 // the message whose final reply is still unread
+	var pendingRefused Refusals
+	readPending := func() error {
+		if pending < 0 {
+			return nil
+		}
+		i := pending
+		pending = -1
+		c.setDeadline(ctx, c.DataTimeout)
+		rep, err := c.recv(ctx, ".")
+		if err != nil {
+			res[i].Err = &UnknownOutcomeError{Err: err}
+			return err
+		}
+		if rep.Code != 250 {
+			res[i].Err = &DataError{Err: replyError(".", rep)}
+			return nil
+		}
+		res[i].Refused = pendingRefused
+		return nil
+	}
+	fail := func(from int, err error) []BatchResult {
+		for j := from; j < len(res); j++ {
+			if res[j].Err == nil && res[j].Refused == nil {
+				res[j].Err = err
+			}
+		}
+		return res
+	}
+
+	for i, m := range msgs {
+		if len(m.To) == 0 {
+			res[i].Err = errors.New("smtp: SendBatch: no recipients")
+			continue
+		}
+		opts := m.Opts
+		if opts == nil {
+			opts = &SendOptions{}
+		}
+		if err := validateAll(m.From, m.To, opts); err != nil {
+			res[i].Err = err
+			continue
+		}
+		mailParams, rcptParams, err := c.envelope(m.From, m.To, m.Data, opts)
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		c.setDeadline(ctx, c.CommandTimeout)
+		line := mailLine(m.From, mailParams)
+		c.send(line, line)
+		for j, r := range m.To {
+			line := rcptLine(r, rcptParams[j])
+			c.send(line, line)
+		}
+		c.send("DATA", "DATA")
+		if err := c.w.Flush(); err != nil {
+			ferr := c.fail(ctx, "MAIL", err)
+			if pending >= 0 {
+				res[pending].Err = &UnknownOutcomeError{Err: ferr}
+			}
+			return fail(i, ferr)
+		}
+		if err := readPending(); err != nil {
+			return fail(i, err)
+		}
+		c.txUTF8 = hasParam(mailParams, "SMTPUTF8")
+		mailRep, err := c.recv(ctx, "MAIL")
+		if err != nil {
+			return fail(i, err)
+		}
+		var refused Refusals
+		accepted := 0
+		for _, r := range m.To {
+			c.setDeadline(ctx, c.CommandTimeout)
+			rep, err := c.recv(ctx, "RCPT")
+			if err != nil {
+				return fail(i, err)
+			}
+			if rep.Code == 250 || rep.Code == 251 {
+				accepted++
+				continue
+			}
+			if refused == nil {
+				refused = make(Refusals)
+			}
+			refused[r] = replyError("RCPT", rep)
+		}
+		c.setDeadline(ctx, c.CommandTimeout)
+		dataRep, err := c.recv(ctx, "DATA")
+		if err != nil {
+			return fail(i, err)
+		}
+		var failure error
+		switch {
+		case mailRep.Code != 250:
+			failure = &SenderRefusedError{Sender: m.From, Err: replyError("MAIL", mailRep)}
+		case accepted == 0:
+			failure = &RecipientsRefusedError{Recipients: refused}
+		case dataRep.Code != 354:
+			failure = &DataError{Err: replyError("DATA", dataRep)}
+		}
+		if failure != nil {
+			res[i].Err = failure
+			if dataRep.Code == 354 {
+				var none Refusals
+				c.finishData(ctx, newDotWriter(c.w), nil, &none)
+			}
+			if c.closed {
+				return fail(i+1, c.broken)
+			}
+			if _, err := c.simple(ctx, "RSET", "RSET"); err != nil && c.closed {
+				return fail(i+1, err)
+			}
+			continue
+		}
+		dw := newDotWriter(c.w)
+		if _, err := dw.Write(m.Data); err != nil {
+			return fail(i, c.fail(ctx, "DATA", err))
+		}
+		if err := dw.terminate(); err != nil {
+			return fail(i, c.fail(ctx, "DATA", err))
+		}
+		c.debug.body(dw.n, dw.lines, nil)
+		// The dot is not flushed here: it leaves with the next message's
+		// envelope, or at the end of the batch.
+		pending, pendingRefused = i, refused
+	}
+	if pending >= 0 {
+		i := pending
+		if err := c.w.Flush(); err != nil {
+			ferr := c.fail(ctx, "DATA", err)
+			if c.w.Buffered() > 0 {
+				res[i].Err = ferr
+			} else {
+				res[i].Err = &UnknownOutcomeError{Err: ferr}
+			}
+			return res
+		}
+		readPending()
+	}
+	return res
+}
+
+// validateAll applies validateLine to an envelope and its parameters.
+func validateAll(from string, to []string, o *SendOptions) error {
+	if err := validateLine(from); err != nil {
+		return err
+	}
+	for _, r := range to {
+		if err := validateLine(r); err != nil {
+			return err
+		}
+	}
+	for _, ps := range append([][]string{o.MailParams, o.RcptParams}, mapValues(o.RcptParamsFor)...) {
+		for _, p := range ps {
+			if err := validateLine(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
