@@ -171,7 +171,7 @@ func (w *worker) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		e, due, changed := w.o.idx.claim(w.name, w.o.opts.Now())
 		if e != nil {
-			w.deliver(ctx, e)
+			w.deliverBatch(ctx, e)
 			continue
 		}
 		if w.once {
@@ -256,15 +256,28 @@ type connectPhaseError struct{ err error }
 func (e *connectPhaseError) Error() string { return e.err.Error() }
 func (e *connectPhaseError) Unwrap() error { return e.err }
 
-// deliver makes one attempt at e.
-func (w *worker) deliver(ctx context.Context, e *entry) {
+// maxBatch bounds how many due messages one session carries in a row
+// with SendBatch (one round trip per message instead of two).
+const maxBatch = 32
+
+// prepared is a claimed message, locked and read, ready to send.
+type prepared struct {
+	e    *entry
+	lf   *lockedFile
+	it   Item
+	data []byte
+}
+
+// prepare locks and reads a claimed message; nil when it is not there to
+// send (delivered or deleted elsewhere, busy, unreadable: all settled).
+func (w *worker) prepare(e *entry) *prepared {
 	o := w.o
 	path := o.path(StateQueued, e.item.ID)
 	lf, err := lockFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			o.idx.settle(e, nil, nil) // delivered or deleted elsewhere
-			return
+			return nil
 		}
 		if !errors.Is(err, ErrBusy) {
 			o.log.Warn("outbox: open queued message", "id", e.item.ID, "error", err)
@@ -273,24 +286,56 @@ func (w *worker) deliver(ctx context.Context, e *entry) {
 		it := e.item
 		it.NextAttempt = o.opts.Now().Add(o.opts.PollInterval)
 		o.idx.settle(e, &it, e.fi)
-		return
+		return nil
 	}
-	defer lf.unlock()
 	it, data, err := lf.read()
 	if err != nil {
+		lf.unlock()
 		o.log.Error("outbox: unreadable queued message left in place", "id", e.item.ID, "error", err)
 		it := e.item
 		it.NextAttempt = o.opts.Now().Add(o.opts.Backoff.Max)
 		o.idx.settle(e, &it, e.fi)
+		return nil
+	}
+	return &prepared{e: e, lf: lf, it: it, data: data}
+}
+
+// deliverBatch makes one attempt at first and at the other messages due
+// now (up to maxBatch), over one session. With a rate limit, messages go
+// one at a time so the limit holds per message.
+func (w *worker) deliverBatch(ctx context.Context, first *entry) {
+	batch := make([]*prepared, 0, maxBatch)
+	if p := w.prepare(first); p != nil {
+		batch = append(batch, p)
+	}
+	for w.lim == nil && len(batch) < maxBatch && ctx.Err() == nil {
+		e, _, _ := w.o.idx.claim(w.name, w.o.opts.Now())
+		if e == nil {
+			break
+		}
+		if p := w.prepare(e); p != nil {
+			batch = append(batch, p)
+		}
+	}
+	defer func() {
+		for _, p := range batch {
+			p.lf.unlock()
+		}
+	}()
+	if len(batch) == 0 {
 		return
 	}
 	if err := w.lim.wait(ctx); err != nil {
-		o.idx.settle(e, &it, e.fi)
+		for _, p := range batch {
+			w.o.idx.settle(p.e, &p.it, p.e.fi)
+		}
 		return
 	}
 	if w.c == nil {
 		if err := w.connect(ctx); err != nil {
-			w.finish(ctx, e, lf, &it, data, nil, err)
+			for _, p := range batch {
+				w.finish(ctx, p.e, p.lf, &p.it, p.data, nil, err)
+			}
 			// The relay is unreachable: every other due message of the
 			// account would fail the same way now, so defer them all
 			// without dialling again.
@@ -298,8 +343,21 @@ func (w *worker) deliver(ctx context.Context, e *entry) {
 			return
 		}
 	}
-	refused, err := w.c.SendMail(ctx, it.From, it.To, data, w.acct.SendOptions)
-	w.finish(ctx, e, lf, &it, data, refused, err)
+	if len(batch) == 1 {
+		p := batch[0]
+		refused, err := w.c.SendMail(ctx, p.it.From, p.it.To, p.data, w.acct.SendOptions)
+		w.finish(ctx, p.e, p.lf, &p.it, p.data, refused, err)
+		return
+	}
+	out := make([]smtp.Outgoing, len(batch))
+	for i, p := range batch {
+		out[i] = smtp.Outgoing{From: p.it.From, To: p.it.To, Data: p.data, Opts: w.acct.SendOptions}
+	}
+	c := w.c
+	results := c.SendBatch(ctx, out)
+	for i, p := range batch {
+		w.finish(ctx, p.e, p.lf, &p.it, p.data, results[i].Refused, results[i].Err)
+	}
 }
 
 // deferAllDue records a failed attempt with err for every due message.
