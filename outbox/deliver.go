@@ -353,10 +353,22 @@ func (w *worker) deliverBatch(ctx context.Context, first *entry) {
 	for i, p := range batch {
 		out[i] = smtp.Outgoing{From: p.it.From, To: p.it.To, Data: p.data, Opts: w.acct.SendOptions}
 	}
-	c := w.c
-	results := c.SendBatch(ctx, out)
+	// A delivered message is marked sent the moment its 250 is read, so a
+	// crash re-sends at most the one message in flight. Failures are
+	// recorded after the batch: finishing one may drop the session the
+	// batch is still using.
+	finished := make([]bool, len(batch))
+	results := w.c.SendBatch(ctx, out, func(i int, r smtp.BatchResult) {
+		if r.Err == nil {
+			p := batch[i]
+			w.finish(ctx, p.e, p.lf, &p.it, p.data, r.Refused, nil)
+			finished[i] = true
+		}
+	})
 	for i, p := range batch {
-		w.finish(ctx, p.e, p.lf, &p.it, p.data, results[i].Refused, results[i].Err)
+		if !finished[i] {
+			w.finish(ctx, p.e, p.lf, &p.it, p.data, results[i].Refused, results[i].Err)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package smtp_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -12,13 +13,26 @@ import (
 func TestSendBatchOverlapsMessages(t *testing.T) {
 	srv := smtptest.NewServer(t, script(t, "batch"))
 	c := dial(t, srv, plainDialer())
+	var order []int
+	var reported []smtp.BatchResult
 	res := c.SendBatch(ctx, []smtp.Outgoing{
 		{From: "bot@example.org", To: []string{"a@example.org"}, Data: []byte("Subject: 1\r\n\r\none\r\n")},
 		{From: "bot@example.org", To: []string{"gone@example.org"}, Data: []byte("Subject: 2\r\n\r\ntwo\r\n")},
 		{From: "bot@example.org", To: []string{"b@example.org", "busy@example.org"}, Data: []byte("Subject: 3\r\n\r\n.three\n")},
 		{From: "bot@example.org", To: []string{"x@example.org\r\nRSET"}, Data: []byte("never sent")},
+	}, func(i int, r smtp.BatchResult) {
+		order = append(order, i)
+		reported = append(reported, r)
 	})
 	quit(t, c)
+	if fmt.Sprint(order) != "[0 1 2 3]" {
+		t.Errorf("done called for %v, want each message once, in order", order)
+	}
+	for i := range reported {
+		if fmt.Sprint(reported[i]) != fmt.Sprint(res[i]) {
+			t.Errorf("done got %+v for message %d, the batch returned %+v", reported[i], i+1, res[i])
+		}
+	}
 	waitServer(t, srv)
 	if res[0].Err != nil || len(res[0].Refused) != 0 {
 		t.Errorf("message 1: %+v", res[0])
@@ -45,7 +59,7 @@ func TestSendBatchDisconnectClassifiesEachMessage(t *testing.T) {
 		{From: "bot@example.org", To: []string{"a@example.org"}, Data: []byte("one\r\n")},
 		{From: "bot@example.org", To: []string{"b@example.org"}, Data: []byte("two\r\n")},
 		{From: "bot@example.org", To: []string{"c@example.org"}, Data: []byte("three\r\n")},
-	})
+	}, nil)
 	waitServer(t, srv)
 	var uo *smtp.UnknownOutcomeError
 	if !errors.As(res[0].Err, &uo) {

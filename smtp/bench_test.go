@@ -196,7 +196,7 @@ func BenchmarkSendBatch(b *testing.B) {
 	b.ResetTimer()
 	for sent := 0; sent < b.N; {
 		n := min(len(batch), b.N-sent)
-		for _, r := range c.SendBatch(ctx, batch[:n]) {
+		for _, r := range c.SendBatch(ctx, batch[:n], nil) {
 			if r.Err != nil {
 				b.Fatalf("SendBatch: %v", r.Err)
 			}

@@ -540,8 +540,20 @@ type BatchResult struct {
 // whose dot was sent but not answered gets an *UnknownOutcomeError, and the
 // messages not sent yet get the connection's error (not delivered). Data
 // is only read, never retained.
-func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing) []BatchResult {
+//
+// done, if not nil, is called with each message's result as soon as it is
+// known, before the batch goes on — so a caller can record "delivered" at
+// once and keep the window in which a crash causes a duplicate to one
+// message. done must not use the Client.
+func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int, r BatchResult)) []BatchResult {
 	res := make([]BatchResult, len(msgs))
+	reported := 0 // results[:reported] were passed to done
+	report := func(upTo int) {
+		for ; done != nil && reported < upTo; reported++ {
+			done(reported, res[reported])
+		}
+	}
+	defer func() { report(len(res)) }()
 	if err := c.hello(ctx); err != nil {
 		for i := range res {
 			res[i].Err = err
@@ -551,6 +563,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing) []BatchResult {
 	if !c.HasExtension("PIPELINING") || c.lmtp {
 		for i, m := range msgs {
 			res[i].Refused, res[i].Err = c.SendMail(ctx, m.From, m.To, m.Data, m.Opts)
+			report(i + 1)
 		}
 		return res
 	}
@@ -629,6 +642,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing) []BatchResult {
 		if err := readPending(); err != nil {
 			return fail(i, err)
 		}
+		report(i)
 		c.txUTF8 = hasParam(mailParams, "SMTPUTF8")
 		mailRep, err := c.recv(ctx, "MAIL")
 		if err != nil {
