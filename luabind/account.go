@@ -72,5 +72,6 @@ func (a Account) OutboxAccount(dry *DryRun) (outbox.Account, error) {
 			return "dry-run", nil // the capture server accepts any password
 		}
 	}
-	return outbox.Account{Dialer: d, Addr: addr, Username: a.Username, Password: password}, nil
+	return outbox.Account{Dialer: d, Addr: addr, Username: a.Username, Password: password,
+		Concurrency: a.Concurrency, RatePerSecond: a.RatePerSecond}, nil
 }

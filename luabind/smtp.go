@@ -43,6 +43,10 @@ type Account struct {
 	// TLSFingerprints pins the server certificate by SHA-256 (see
 	// smtp.Dialer.TLSFingerprints).
 	TLSFingerprints [][32]byte
+	// Concurrency and RatePerSecond shape the outbox's delivery for this
+	// account (see outbox.Account); scripts' own connections ignore them.
+	Concurrency   int
+	RatePerSecond float64
 }
 
 // SMTPOptions configures the Lua smtp module. The zero value is usable.

@@ -123,6 +123,8 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 			From:              a.From,
 			Timeout:           a.Timeout,
 			AllowInsecureAuth: a.AllowInsecureAuth,
+			Concurrency:       a.Concurrency,
+			RatePerSecond:     a.RateLimit,
 		}
 		if a.TLSFingerprint != "" {
 			pin, err := smtp.ParseFingerprint(a.TLSFingerprint)

@@ -92,6 +92,11 @@ type AccountConfig struct {
 	CAFile string `yaml:"ca_file"`
 	// TLSFingerprint pins the server certificate's SHA-256.
 	TLSFingerprint string `yaml:"tls_fingerprint"`
+	// Concurrency is how many sessions the outbox opens in parallel for
+	// this account (default 1); RateLimit caps its deliveries per second
+	// (0: no cap).
+	Concurrency int     `yaml:"concurrency"`
+	RateLimit   float64 `yaml:"rate_limit"`
 }
 
 // DevServerConfig configures the embedded development mail server.
@@ -505,6 +510,12 @@ func (c *Config) validateAccount(name string, a *AccountConfig) []Problem {
 	}
 	if a.Timeout < 0 {
 		add("must not be negative", "timeout")
+	}
+	if a.Concurrency < 0 || a.Concurrency > 100 {
+		add("must be 0-100 (0 means 1)", "concurrency")
+	}
+	if a.RateLimit < 0 {
+		add("must not be negative (0 means no limit)", "rate_limit")
 	}
 	if a.CAFile != "" {
 		if _, err := loadCAFile(c.Resolve(a.CAFile)); err != nil {
