@@ -137,22 +137,14 @@ func (c *Client) Mail(ctx context.Context, from string, params ...string) error 
 	return nil
 }
 
-func mailLine(from string, params []string) string {
-	var b strings.Builder
-	b.WriteString("MAIL FROM:<")
-	b.WriteString(from)
-	b.WriteByte('>')
-	for _, p := range params {
-		b.WriteByte(' ')
-		b.WriteString(p)
-	}
-	return b.String()
-}
+func mailLine(from string, params []string) string { return pathLine("MAIL FROM:<", from, params) }
+func rcptLine(to string, params []string) string   { return pathLine("RCPT TO:<", to, params) }
 
-func rcptLine(to string, params []string) string {
+// pathLine formats "MAIL FROM:<addr> PARAM..." or "RCPT TO:<addr> PARAM...".
+func pathLine(prefix, addr string, params []string) string {
 	var b strings.Builder
-	b.WriteString("RCPT TO:<")
-	b.WriteString(to)
+	b.WriteString(prefix)
+	b.WriteString(addr)
 	b.WriteByte('>')
 	for _, p := range params {
 		b.WriteByte(' ')
@@ -328,34 +320,23 @@ func (c *Client) SendMail(ctx context.Context, from string, to []string, msg []b
 	if len(to) == 0 {
 		return nil, errors.New("smtp: SendMail: no recipients")
 	}
-	if err := validateLine(from); err != nil {
-		return nil, err
-	}
-	for _, r := range to {
-		if err := validateLine(r); err != nil {
-			return nil, err
-		}
-	}
 	if opts == nil {
 		opts = &SendOptions{}
 	}
 	// Reject injection attempts before anything, EHLO included, is sent.
-	for _, ps := range append([][]string{opts.MailParams, opts.RcptParams}, mapValues(opts.RcptParamsFor)...) {
-		for _, p := range ps {
-			if err := validateLine(p); err != nil {
-				return nil, err
-			}
-		}
+	if err := validateAll(from, to, opts); err != nil {
+		return nil, err
 	}
 	if err := c.hello(ctx); err != nil {
 		return nil, err
 	}
+	if c.HasExtension("PIPELINING") && !opts.NoPipelining {
+		r := c.SendBatch(ctx, []Outgoing{{From: from, To: to, Data: msg, Opts: opts}}, nil)[0]
+		return r.Refused, r.Err
+	}
 	mailParams, rcptParams, err := c.envelope(from, to, msg, opts)
 	if err != nil {
 		return nil, err
-	}
-	if c.HasExtension("PIPELINING") && !opts.NoPipelining {
-		return c.sendPipelined(ctx, from, to, msg, mailParams, rcptParams)
 	}
 	return c.sendLockstep(ctx, from, to, msg, mailParams, rcptParams)
 }
@@ -416,81 +397,6 @@ func (c *Client) writeBody(ctx context.Context, w *DataWriter, msg []byte, refus
 		return nil, err
 	}
 	return refused, nil
-}
-
-func (c *Client) sendPipelined(ctx context.Context, from string, to []string, msg []byte, mailParams []string, rcptParams [][]string) (Refusals, error) {
-	end, err := c.begin(ctx, "MAIL")
-	if err != nil {
-		return nil, err
-	}
-	c.setDeadline(ctx, c.CommandTimeout)
-	line := mailLine(from, mailParams)
-	c.send(line, line)
-	for i, r := range to {
-		line := rcptLine(r, rcptParams[i])
-		c.send(line, line)
-	}
-	c.send("DATA", "DATA")
-	if err := c.w.Flush(); err != nil {
-		end()
-		return nil, c.fail(ctx, "MAIL", err)
-	}
-	c.txRcpts = c.txRcpts[:0]
-	c.txUTF8 = hasParam(mailParams, "SMTPUTF8")
-
-	// Every reply must be read, even after a refusal, to stay in step.
-	mailRep, err := c.recv(ctx, "MAIL")
-	if err != nil {
-		end()
-		return nil, err
-	}
-	var refused Refusals
-	for _, r := range to {
-		c.setDeadline(ctx, c.CommandTimeout)
-		rep, err := c.recv(ctx, "RCPT")
-		if err != nil {
-			end()
-			return nil, err
-		}
-		if rep.Code == 250 || rep.Code == 251 {
-			c.txRcpts = append(c.txRcpts, r)
-			continue
-		}
-		if refused == nil {
-			refused = make(Refusals)
-		}
-		refused[r] = replyError("RCPT", rep)
-	}
-	c.setDeadline(ctx, c.CommandTimeout)
-	dataRep, err := c.recv(ctx, "DATA")
-	if err != nil {
-		end()
-		return nil, err
-	}
-
-	var failure error
-	switch {
-	case mailRep.Code != 250:
-		failure = &SenderRefusedError{Sender: from, Err: replyError("MAIL", mailRep)}
-	case len(c.txRcpts) == 0:
-		failure = &RecipientsRefusedError{Recipients: refused}
-	case dataRep.Code != 354:
-		failure = &DataError{Err: replyError("DATA", dataRep)}
-	}
-	if failure != nil {
-		if dataRep.Code == 354 {
-			// The server took DATA although the transaction failed
-			// (RFC 2920 §3.1): end it with an empty message.
-			dw := newDotWriter(c.w)
-			var none Refusals
-			c.finishData(ctx, dw, nil, &none)
-		}
-		end()
-		c.resetAfterFailure(ctx)
-		return nil, failure
-	}
-	w := &DataWriter{c: c, ctx: ctx, dw: newDotWriter(c.w), rcpts: c.txRcpts, end: end}
-	return c.writeBody(ctx, w, msg, refused)
 }
 
 // resetAfterFailure sends RSET so the session can carry the next message.
@@ -560,7 +466,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 		}
 		return res
 	}
-	if !c.HasExtension("PIPELINING") || c.lmtp {
+	if !c.HasExtension("PIPELINING") {
 		for i, m := range msgs {
 			res[i].Refused, res[i].Err = c.SendMail(ctx, m.From, m.To, m.Data, m.Opts)
 			report(i + 1)
@@ -578,6 +484,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 
 	pending := -1 // the message whose final reply is still unread
 	var pendingRefused Refusals
+	var pendingAccepted []string
 	readPending := func() error {
 		if pending < 0 {
 			return nil
@@ -585,13 +492,37 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 		i := pending
 		pending = -1
 		c.setDeadline(ctx, c.DataTimeout)
-		rep, err := c.recv(ctx, ".")
-		if err != nil {
-			res[i].Err = &UnknownOutcomeError{Err: err}
-			return err
+		if !c.lmtp {
+			rep, err := c.recv(ctx, ".")
+			if err != nil {
+				res[i].Err = &UnknownOutcomeError{Err: err}
+				return err
+			}
+			if rep.Code != 250 {
+				res[i].Err = &DataError{Err: replyError(".", rep)}
+				return nil
+			}
+			res[i].Refused = pendingRefused
+			return nil
 		}
-		if rep.Code != 250 {
-			res[i].Err = &DataError{Err: replyError(".", rep)}
+		// LMTP (RFC 2033 §4.2): one reply per accepted recipient, in order.
+		failed := 0
+		for _, rcpt := range pendingAccepted {
+			rep, err := c.recv(ctx, ".")
+			if err != nil {
+				res[i].Err = &UnknownOutcomeError{Err: err}
+				return err
+			}
+			if rep.Code != 250 {
+				if pendingRefused == nil {
+					pendingRefused = make(Refusals)
+				}
+				pendingRefused[rcpt] = replyError(".", rep)
+				failed++
+			}
+		}
+		if failed == len(pendingAccepted) {
+			res[i].Err = &RecipientsRefusedError{Recipients: pendingRefused}
 			return nil
 		}
 		res[i].Refused = pendingRefused
@@ -649,7 +580,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 			return fail(i, err)
 		}
 		var refused Refusals
-		accepted := 0
+		var accepted []string
 		for _, r := range m.To {
 			c.setDeadline(ctx, c.CommandTimeout)
 			rep, err := c.recv(ctx, "RCPT")
@@ -657,7 +588,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 				return fail(i, err)
 			}
 			if rep.Code == 250 || rep.Code == 251 {
-				accepted++
+				accepted = append(accepted, r)
 				continue
 			}
 			if refused == nil {
@@ -674,7 +605,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 		switch {
 		case mailRep.Code != 250:
 			failure = &SenderRefusedError{Sender: m.From, Err: replyError("MAIL", mailRep)}
-		case accepted == 0:
+		case len(accepted) == 0:
 			failure = &RecipientsRefusedError{Recipients: refused}
 		case dataRep.Code != 354:
 			failure = &DataError{Err: replyError("DATA", dataRep)}
@@ -703,7 +634,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 		c.debug.body(dw.n, dw.lines, nil)
 		// The dot is not flushed here: it leaves with the next message's
 		// envelope, or at the end of the batch.
-		pending, pendingRefused = i, refused
+		pending, pendingRefused, pendingAccepted = i, refused, accepted
 	}
 	if pending >= 0 {
 		i := pending
