@@ -1174,8 +1174,8 @@ func raiseSMTP(L *lua.LState, err error) {
 	if errors.As(err, &uo) {
 		t.RawSetString("may_be_delivered", lua.LTrue)
 	}
-	if where := L.Where(1); where != "" {
-		t.RawSetString("where", lua.LString(strings.TrimSuffix(where, ":")))
+	if where := luaWhere(L); where != "" {
+		t.RawSetString("where", lua.LString(where))
 	}
 	L.SetMetatable(t, L.GetTypeMetatable(smtpErrorTypeName))
 	L.Error(t, 0)
@@ -1205,4 +1205,19 @@ func DescribeError(err error) string {
 		s = string(where) + ": " + s
 	}
 	return s
+}
+
+// luaWhere returns "file:line" of the innermost Lua (not Go) frame, so an
+// error raised through pcall(c.sendmail, ...) still points at the script.
+func luaWhere(L *lua.LState) string {
+	for level := 1; level < 16; level++ {
+		w := strings.TrimSuffix(L.Where(level), ":")
+		if w != "" && !strings.HasPrefix(w, "[G]") {
+			return w
+		}
+		if _, ok := L.GetStack(level); !ok {
+			break
+		}
+	}
+	return ""
 }

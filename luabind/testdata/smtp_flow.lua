@@ -61,6 +61,9 @@ function TestErrorKinds(t)
   local k, err = kind_of(function() smtp.connect{ host = "127.0.0.1", port = CLOSED_PORT, tls = "none" } end)
   t:eq(k, "SMTPConnectError", "refused connection")
   t:ok(tostring(err):match("^SMTPConnectError: "), "__tostring")
+  t:ok(err.where and err.where:match("smtp_flow%.lua:%d+$"), "where points at the script: " .. tostring(err.where))
+  local ok2, err2 = pcall(smtp.connect, { host = "127.0.0.1", port = CLOSED_PORT, tls = "none" })
+  t:ok(err2.where and err2.where:match("smtp_flow%.lua:%d+$"), "where skips Go frames: " .. tostring(err2.where))
 
   k, err = kind_of(function()
     local c = smtp.connect{ host = "127.0.0.1", port = PORT, account = "dev" }
