@@ -123,7 +123,8 @@ func TestExamplesExec(t *testing.T) {
 		t.Run(tc.script, func(t *testing.T) {
 			t.Parallel()
 			dir := copyExamples(t)
-			args := []string{"exec", "-c", "mailbot.yaml", filepath.Join("scripts", tc.script)}
+			// --deliver: daily-report queues through the outbox.
+			args := []string{"exec", "-c", "mailbot.yaml", "--deliver", filepath.Join("scripts", tc.script)}
 			if tc.args != nil {
 				args = append(args, tc.args(dir)...)
 			}

@@ -1,12 +1,14 @@
 -- daily-report.lua: every weekday at 08:00, read a CSV, render it as an
 -- HTML table plus a plain-text version, attach the CSV and mail it.
+-- The report must arrive even if the relay is down at 08:00, so it goes
+-- through the durable outbox (mail.send), which retries for days; the key
+-- makes a second run on the same day a no-op instead of a second report.
 -- The last report date is remembered in mailbot.state; with catchup = true
 -- a report missed while mailbot was down is sent once at the next start.
 --
 -- Send one now with
---   mailbot exec -c examples/mailbot.yaml examples/scripts/daily-report.lua
+--   mailbot exec -c examples/mailbot.yaml --deliver examples/scripts/daily-report.lua
 
-local smtp     = require("smtp")
 local mail     = require("mail")
 local csv      = require("csv")
 local template = require("template")
@@ -57,15 +59,12 @@ local function send_report()
     html = template.render(HTML, data, { html = true, strict = true, name = "report.html" }),
     attachments = { { path = REPORT } },
   }
-  local c = smtp.connect()
-  c:login()
-  local refused = c:send_message(m)
-  c:quit()
-  for addr, why in pairs(refused) do
-    log.warn("recipient refused", { to = addr, code = why.code, message = why.message })
+  local id, duplicate = mail.send(m, { key = "daily-report-" .. data.date })
+  if duplicate then
+    log.info("daily report already queued today", { date = data.date, id = id })
+    return
   end
-
-  log.info("daily report sent", { date = data.date, rows = #rows, previous = mailbot.state.get("last_report") })
+  log.info("daily report queued", { date = data.date, id = id, rows = #rows, previous = mailbot.state.get("last_report") })
   mailbot.state.set("last_report", data.date)
 end
 
