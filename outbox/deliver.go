@@ -301,14 +301,36 @@ func (w *worker) prepare(e *entry) *prepared {
 }
 
 // deliverBatch makes one attempt at first and at the other messages due
-// now (up to maxBatch), over one session. With a rate limit, messages go
-// one at a time so the limit holds per message.
+// now, in batches of up to maxBatch over one session. While a batch is on
+// the wire the next one is claimed and read from the spool, so file work
+// overlaps the SMTP exchange. With a rate limit, messages go one at a time
+// so the limit holds per message.
 func (w *worker) deliverBatch(ctx context.Context, first *entry) {
-	batch := make([]*prepared, 0, maxBatch)
-	if p := w.prepare(first); p != nil {
-		batch = append(batch, p)
+	batch := w.collect(ctx, first)
+	for len(batch) > 0 {
+		var next chan []*prepared
+		if w.lim == nil && ctx.Err() == nil {
+			next = make(chan []*prepared, 1)
+			go func() { next <- w.collect(ctx, nil) }()
+		}
+		w.sendBatch(ctx, batch)
+		if next == nil {
+			return
+		}
+		batch = <-next
 	}
-	for w.lim == nil && len(batch) < maxBatch && ctx.Err() == nil {
+}
+
+// collect prepares first (if any) and claims and prepares more due
+// messages, up to maxBatch (one with a rate limit).
+func (w *worker) collect(ctx context.Context, first *entry) []*prepared {
+	batch := make([]*prepared, 0, maxBatch)
+	if first != nil {
+		if p := w.prepare(first); p != nil {
+			batch = append(batch, p)
+		}
+	}
+	for (w.lim == nil || first == nil && len(batch) == 0) && len(batch) < maxBatch && ctx.Err() == nil {
 		e, _, _ := w.o.idx.claim(w.name, w.o.opts.Now())
 		if e == nil {
 			break
@@ -317,6 +339,11 @@ func (w *worker) deliverBatch(ctx context.Context, first *entry) {
 			batch = append(batch, p)
 		}
 	}
+	return batch
+}
+
+// sendBatch makes one attempt at each prepared message and unlocks them.
+func (w *worker) sendBatch(ctx context.Context, batch []*prepared) {
 	defer func() {
 		for _, p := range batch {
 			p.lf.unlock()
