@@ -164,9 +164,12 @@ type worker struct {
 	c    *smtp.Client
 	tls  bool
 	user string // authenticated user, "" without AUTH
+
+	closing sync.WaitGroup // files being closed after a batch
 }
 
 func (w *worker) run(ctx context.Context) {
+	defer w.closing.Wait() // every file unlocked before the worker is done
 	defer w.closeSession(ctx)
 	for ctx.Err() == nil {
 		e, due, changed := w.o.idx.claim(w.name, w.o.opts.Now())
@@ -345,9 +348,14 @@ func (w *worker) collect(ctx context.Context, first *entry) []*prepared {
 // sendBatch makes one attempt at each prepared message and unlocks them.
 func (w *worker) sendBatch(ctx context.Context, batch []*prepared) {
 	defer func() {
-		for _, p := range batch {
-			p.lf.unlock()
-		}
+		// Closing the files (which drops their locks) is off the
+		// delivery path: every message is settled by now, and the
+		// worker can start the next batch at once.
+		w.closing.Go(func() {
+			for _, p := range batch {
+				p.lf.unlock()
+			}
+		})
 	}()
 	if len(batch) == 0 {
 		return
