@@ -542,3 +542,45 @@ func TestNewRejectsMissingScriptsDir(t *testing.T) {
 }
 
 var _ = luabind.DescribeError
+
+// TestScriptsRunInParallelUpToWorkers: with two workers, the handlers of two
+// scripts run at the same time; a third script waits for a free worker.
+func TestScriptsRunInParallelUpToWorkers(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Workers = 2
+	for _, name := range []string{"a", "b", "c"} {
+		h.write(name+".lua", fmt.Sprintf(`
+local probe = require("probe")
+mailbot.on_start(function() probe.hit("started", %q); probe.block(%q) end)`, name, name))
+	}
+	h.start()
+	first := map[string]bool{h.waitHit("started").value: true, h.waitHit("started").value: true}
+	if len(first) != 2 {
+		t.Fatalf("two different scripts should run at once, got %v", first)
+	}
+	select {
+	case x := <-h.hits:
+		t.Fatalf("a third run started with both workers busy: %v", x)
+	default:
+	}
+	var waiting string
+	for _, n := range []string{"a", "b", "c"} {
+		if !first[n] {
+			waiting = n
+		}
+	}
+	var freed string
+	for n := range first {
+		freed = n
+		break
+	}
+	h.release(freed)
+	if got := h.waitHit("started").value; got != waiting {
+		t.Errorf("after a worker freed up, %q started, want %q", got, waiting)
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if n != freed {
+			h.release(n)
+		}
+	}
+}
