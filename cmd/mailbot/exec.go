@@ -306,7 +306,9 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 				return fail(err)
 			}
 			env.dev = dev
-			logger.Info("dev server listening", "addr", dev.addr, "maildir", cfg.Resolve(cfg.DevServer.Maildir), "ca_file", dev.caPath)
+			if dev.srv != nil { // not when reusing another process's server
+				logger.Info("dev server listening", "addr", dev.addr, "maildir", cfg.Resolve(cfg.DevServer.Maildir), "ca_file", dev.caPath)
+			}
 		}
 		accounts, err := luaAccounts(cfg, env.dev, m.lookupEnv)
 		if err != nil {
