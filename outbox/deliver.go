@@ -183,6 +183,7 @@ func (w *worker) run(ctx context.Context) {
 		// Idle: end the batch. Close the session rather than hold a
 		// relay connection open, and make the sent records durable.
 		w.closeSession(ctx)
+		w.closing.Wait() // the batch's moves into sent/ are done
 		if err := w.o.flushSent(); err != nil {
 			w.o.log.Warn("outbox: flush sent records", "error", err)
 		}
@@ -291,6 +292,13 @@ func (w *worker) prepare(e *entry) *prepared {
 		o.idx.settle(e, &it, e.fi)
 		return nil
 	}
+	if lf.sentMarked() {
+		// Delivered by a process that died before moving it: finish that.
+		o.moveSent(path, o.path(StateSent, e.item.ID))
+		lf.unlock()
+		o.idx.settle(e, nil, nil)
+		return nil
+	}
 	it, data, err := lf.read()
 	if err != nil {
 		lf.unlock()
@@ -353,6 +361,9 @@ func (w *worker) sendBatch(ctx context.Context, batch []*prepared) {
 		// worker can start the next batch at once.
 		w.closing.Go(func() {
 			for _, p := range batch {
+				if p.lf.moveTo != "" {
+					w.o.moveSent(p.lf.path, p.lf.moveTo)
+				}
 				p.lf.unlock()
 			}
 		})
@@ -637,11 +648,13 @@ func (w *worker) bury(e *entry, lf *lockedFile, it *Item, data []byte, reason st
 // since the last flush.
 func (w *worker) sent(e *entry, lf *lockedFile, it *Item) string {
 	o := w.o
-	if err := renameFile(lf.path, o.path(StateSent, it.ID)); err != nil {
-		// Never leave a delivered message queued silently.
-		o.log.Error("outbox: mark delivered message as sent", "id", it.ID, "error", err)
+	if err := lf.markSent(); err == nil {
+		// Recorded on the file; the move into sent/ happens when the
+		// batch's files are closed, still under the lock.
+		lf.moveTo = o.path(StateSent, it.ID)
+	} else {
+		o.moveSent(lf.path, o.path(StateSent, it.ID))
 	}
-	o.markSentDirty()
 	o.ctr.sent.Add(1)
 	w.rep.sent.Add(1)
 	o.idx.settle(e, nil, nil)

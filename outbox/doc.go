@@ -59,14 +59,22 @@
 //
 // # The duplicate window
 //
-// Delivery is at-least-once. After the server's 250 reply the worker
-// renames queue/<id> to sent/<id> at once; that rename is the "sent" mark.
-// A kill -9 of mailbot between the 250 and the rename (microseconds, with
-// no I/O in between) re-sends that message after restart. To keep the
-// delivery path free of per-message flushes, the directory holding those
-// renames is flushed every 256 deliveries and whenever a worker runs out
-// of due work, so a power failure (not a process crash: the kernel keeps
-// the rename) may re-send the messages delivered since the last flush.
+// Delivery is at-least-once. Right after the server's 250 reply the worker
+// sets the owner-execute bit on the message file it holds locked (one
+// fchmod(2); spool files are created without it): that bit is the "sent"
+// mark, and the kernel keeps it if the process dies the next instant. The
+// move into sent/ follows off the delivery path, before the lock is
+// released; a process that later locks a queued file carrying the mark
+// (the next delivery run, or the CLI's Retry and Delete) finishes the move
+// instead of sending it. A kill -9 between the 250 and the fchmod
+// (microseconds, with no I/O in between) re-sends that one message after
+// restart; so does one whose final dot went out but whose reply never came
+// back. Messages are sent in batches with smtp.Client.SendBatch, but each
+// is marked as its own 250 arrives, so the window stays one message wide.
+// To keep the delivery path free of per-message flushes, the directories
+// are flushed every 256 deliveries and whenever a worker runs out of due
+// work, so a power failure (not a process crash) may re-send the messages
+// delivered since the last flush.
 // A partial delivery (some recipients accepted, some deferred) is flushed
 // at once, so only the pending recipients are retried. An
 // *smtp.UnknownOutcomeError (the connection broke after the final dot)

@@ -70,3 +70,6 @@ func renameFile(from, to string) error {
 	}
 	return nil
 }
+
+// chmodFile changes f's permission bits with fchmod(2).
+func chmodFile(f *os.File, mode os.FileMode) error { return f.Chmod(mode) }

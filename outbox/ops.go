@@ -170,6 +170,13 @@ func (o *Outbox) lockExisting(s State, id string) (*lockedFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %s: %w", id, err)
 	}
+	if s == StateQueued && lf.sentMarked() {
+		// Already delivered (its mover died before finishing): it is
+		// not queued any more, and must not be sent again.
+		o.moveSent(lf.path, o.path(StateSent, id))
+		lf.unlock()
+		return nil, fmt.Errorf("%w: %s (already delivered)", ErrNotFound, id)
+	}
 	return lf, nil
 }
 

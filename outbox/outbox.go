@@ -602,6 +602,16 @@ func (o *Outbox) flushSent() error {
 	return syncDir(filepath.Join(o.dir, dirQueue))
 }
 
+// moveSent moves a delivered message's file into sent/.
+func (o *Outbox) moveSent(from, to string) {
+	if err := renameFile(from, to); err != nil {
+		// Never leave a delivered message queued silently.
+		o.log.Error("outbox: mark delivered message as sent", "path", from, "error", err)
+		return
+	}
+	o.markSentDirty()
+}
+
 // markSentDirty counts a move into sent/ and flushes every
 // defaultSentSyncEvery moves.
 func (o *Outbox) markSentDirty() {

@@ -271,7 +271,31 @@ func (o *Outbox) path(s State, id string) string {
 type lockedFile struct {
 	f    *os.File
 	path string
-	size int64 // from fstat under the lock; spool files never change in place
+	size int64       // from fstat under the lock; spool files never change in place
+	mode os.FileMode // permission bits, with sentMarkBit when delivered
+	// moveTo, when set, is where the file goes (sent/) before its lock is
+	// released: the delivery was recorded with markSent.
+	moveTo string
+}
+
+// sentMarkBit in a queued file's mode records "the server accepted this
+// message" (see markSent). Spool files are created without it.
+const sentMarkBit os.FileMode = 0o100
+
+// sentMarked reports a queued file delivered before a crash (or by a
+// process that has not moved it yet).
+func (l *lockedFile) sentMarked() bool { return l.mode&sentMarkBit != 0 }
+
+// markSent records the delivery on the file itself with one fchmod(2):
+// like a rename it survives the death of the process at once, but it
+// costs a fraction, so the move into sent/ can happen off the delivery
+// path. It fails where the platform has no such bit.
+func (l *lockedFile) markSent() error {
+	if err := chmodFile(l.f, l.mode|sentMarkBit); err != nil {
+		return err
+	}
+	l.mode |= sentMarkBit
+	return nil
 }
 
 // lockFile opens path and takes its exclusive lock without waiting. It
@@ -294,7 +318,7 @@ func lockFile(path string) (*lockedFile, error) {
 		fi, err1 := f.Stat()
 		pi, err2 := os.Stat(path)
 		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
-			return &lockedFile{f: f, path: path, size: fi.Size()}, nil
+			return &lockedFile{f: f, path: path, size: fi.Size(), mode: fi.Mode().Perm()}, nil
 		}
 		f.Close()
 		if err2 != nil {
