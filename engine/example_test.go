@@ -27,6 +27,7 @@ mailbot.on_start(function(ev)
 end)`), 0o644)
 
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	reported := make(chan string, 1)
 	hostModule := func(L *lua.LState) int {
 		L.Push(L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
