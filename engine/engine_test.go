@@ -584,3 +584,26 @@ mailbot.on_start(function() probe.hit("started", %q); probe.block(%q) end)`, nam
 		}
 	}
 }
+
+func TestOnFileOverlapSkipRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	h.write("skip.lua", `mailbot.on_file({ dir = "drop", overlap = "skip" }, function() end)`)
+	h.start()
+	h.e.mu.Lock()
+	_, loaded := h.e.scripts["skip.lua"]
+	h.e.mu.Unlock()
+	if loaded {
+		t.Fatal(`overlap = "skip" on a file trigger was accepted`)
+	}
+	found := false
+	h.logs.mu.Lock()
+	for _, r := range h.logs.recs {
+		if r.Message == "script load failed" && strings.Contains(attr(r, "error"), `overlap = "skip" is not possible`) {
+			found = true
+		}
+	}
+	h.logs.mu.Unlock()
+	if !found {
+		t.Error("no load error explaining that files always queue")
+	}
+}

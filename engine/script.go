@@ -282,7 +282,11 @@ func (s *script) luaOnFile(L *lua.LState) int {
 	s.checkLoading(L, "on_file")
 	opts := L.CheckTable(1)
 	fn := L.CheckFunction(2)
-	checkKeys(L, opts, "on_file", "dir", "pattern", "events", "recursive", "settle", "existing", "after", "timeout", "retries")
+	checkKeys(L, opts, "on_file", "dir", "pattern", "events", "recursive", "settle", "existing", "after", "timeout", "retries", "overlap")
+	if o, ok := L.GetField(opts, "overlap").(lua.LString); ok && o != "queue" {
+		// Skipping would drop a file that lands while the handler runs.
+		L.RaiseError("mailbot.on_file: overlap = %q is not possible: every dropped file is handled, so files queue (overlap = \"queue\", the default)", string(o))
+	}
 	dir, ok := L.GetField(opts, "dir").(lua.LString)
 	if !ok || dir == "" {
 		L.RaiseError("mailbot.on_file: dir is required")
