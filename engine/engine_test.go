@@ -607,3 +607,46 @@ func TestOnFileOverlapSkipRefused(t *testing.T) {
 		t.Error("no load error explaining that files always queue")
 	}
 }
+
+// TestHubOverflowRescans forces the shared watcher's per-subscriber queue
+// to overflow: the file trigger must rescan its folder and still hand every
+// file over exactly once.
+func TestHubOverflowRescans(t *testing.T) {
+	old := hubQueue
+	hubQueue = 1
+	t.Cleanup(func() { hubQueue = old })
+	h := newHarness(t, nil)
+	drop := filepath.Join(filepath.Dir(h.scripts), "drop")
+	h.write("burst.lua", fmt.Sprintf(`
+mailbot.on_file({ dir = %q, settle = "50ms" }, function(ev) require("probe").hit("file", ev.name) end)`, drop))
+	h.start()
+	h.waitLog("file trigger started", "burst.lua")
+	const n = 300
+	for i := 0; i < n; i++ {
+		os.WriteFile(filepath.Join(drop, fmt.Sprintf("b%03d.txt", i)), []byte(fmt.Sprint(i)), 0o644)
+	}
+	seen := map[string]int{}
+	for len(seen) < n {
+		seen[h.waitHit("file").value]++
+	}
+	h.write("marker.lua", `mailbot.on_start(function() require("probe").hit("marker") end)`)
+	for _, x := range h.drainUntil("marker") {
+		seen[x.value]++
+	}
+	for name, c := range seen {
+		if c != 1 {
+			t.Errorf("%s handled %d times", name, c)
+		}
+	}
+	overflowed := false
+	h.logs.mu.Lock()
+	for _, r := range h.logs.recs {
+		if r.Message == "file trigger" && strings.Contains(attr(r, "error"), "overflow") {
+			overflowed = true
+		}
+	}
+	h.logs.mu.Unlock()
+	if !overflowed {
+		t.Error("the queue never overflowed: the rescan path was not exercised")
+	}
+}

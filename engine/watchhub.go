@@ -26,7 +26,7 @@ type WatchHub struct {
 // hubQueue bounds what one slow subscriber can hold; beyond it the
 // subscriber gets fsnotify.ErrEventOverflow and rescans, as with a kernel
 // queue overflow.
-const hubQueue = 256
+var hubQueue = 256 // a variable so tests can force overflows
 
 // NewWatchHub starts a hub. Close it when every Watcher using it is closed.
 func NewWatchHub() (*WatchHub, error) {
