@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/mailbot/mailbot/luabind"
@@ -221,6 +222,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		case err, ok := <-watcher.Errors():
 			if ok {
 				e.log.Error("watching scripts dir", "dir", e.cfg.ScriptsDir, "error", err)
+				if errors.Is(err, fsnotify.ErrEventOverflow) {
+					// Changes were lost: compare the folder with what runs.
+					e.rescanScripts()
+				}
 			}
 		case t := <-e.scheduler.Ticks():
 			e.mu.Lock()
@@ -230,6 +235,45 @@ func (e *Engine) Run(ctx context.Context) error {
 				e.fireSchedule(sr, t)
 			}
 		}
+	}
+}
+
+// rescanScripts loads every script that is new or changed since it was
+// loaded and removes the ones that are gone, for when watcher events were
+// lost.
+func (e *Engine) rescanScripts() {
+	names, err := filepath.Glob(filepath.Join(e.cfg.ScriptsDir, "*.lua"))
+	if err != nil {
+		e.log.Error("rescanning scripts dir", "dir", e.cfg.ScriptsDir, "error", err)
+		return
+	}
+	present := map[string]bool{}
+	for _, p := range names {
+		if !isScript(p) {
+			continue
+		}
+		present[filepath.Base(p)] = true
+		st, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		e.mu.Lock()
+		s := e.scripts[filepath.Base(p)]
+		e.mu.Unlock()
+		if s == nil || !s.modTime.Equal(st.ModTime()) || s.size != st.Size() {
+			e.load(p)
+		}
+	}
+	e.mu.Lock()
+	var gone []string
+	for name, s := range e.scripts {
+		if !present[name] {
+			gone = append(gone, s.path)
+		}
+	}
+	e.mu.Unlock()
+	for _, p := range gone {
+		e.remove(p)
 	}
 }
 

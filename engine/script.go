@@ -24,6 +24,9 @@ type script struct {
 	name    string // file name, e.g. "daily-report.lua"
 	path    string
 	version int64
+	// modTime and size identify the file version loaded, for rescans.
+	modTime time.Time
+	size    int64
 	L       *lua.LState
 	mu      sync.Mutex
 	state   *ScriptState
@@ -146,6 +149,10 @@ func (sr *schedRun) id() string {
 
 // newScript compiles and runs the top-level code of path in a new state.
 func (e *Engine) newScript(path string) (*script, error) {
+	st0, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
 	proto, err := luabind.CompileFile(path)
 	if err != nil {
 		return nil, err
@@ -164,7 +171,8 @@ func (e *Engine) newScript(path string) (*script, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(e.runBase)
-	s := &script{e: e, name: name, path: path, version: versions.Add(1), L: L, state: st, ctx: ctx, cancelFn: cancel}
+	s := &script{e: e, name: name, path: path, version: versions.Add(1), L: L, state: st, ctx: ctx, cancelFn: cancel,
+		modTime: st0.ModTime(), size: st0.Size()}
 	s.installAPI()
 
 	lctx, lcancel := context.WithTimeout(ctx, e.cfg.RunTimeout)
