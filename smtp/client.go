@@ -318,11 +318,6 @@ func (c *Client) Close() error {
 	return c.conn.Close()
 }
 
-// Hello sends EHLO (or HELO) only if no greeting exchange has happened yet.
-func (c *Client) hello(ctx context.Context) error {
-	return c.EhloOrHeloIfNeeded(ctx)
-}
-
 // Ehlo sends EHLO (LHLO for LMTP) and records the extensions the server
 // advertises. A negative reply is returned as an *SMTPError together with
 // the reply.
@@ -570,7 +565,7 @@ func (c *Client) Verify(ctx context.Context, addr string) (Reply, error) {
 	if err := validateLine(addr); err != nil {
 		return Reply{}, err
 	}
-	if err := c.hello(ctx); err != nil {
+	if err := c.EhloOrHeloIfNeeded(ctx); err != nil {
 		return Reply{}, err
 	}
 	return c.simple(ctx, "VRFY", "VRFY "+addr)
@@ -582,7 +577,7 @@ func (c *Client) Expn(ctx context.Context, list string) (Reply, error) {
 	if err := validateLine(list); err != nil {
 		return Reply{}, err
 	}
-	if err := c.hello(ctx); err != nil {
+	if err := c.EhloOrHeloIfNeeded(ctx); err != nil {
 		return Reply{}, err
 	}
 	return c.simple(ctx, "EXPN", "EXPN "+list)

@@ -116,7 +116,7 @@ func (c *Client) Mail(ctx context.Context, from string, params ...string) error 
 	if err := validateLine(from); err != nil {
 		return err
 	}
-	if err := c.hello(ctx); err != nil {
+	if err := c.EhloOrHeloIfNeeded(ctx); err != nil {
 		return err
 	}
 	if !isASCII(from) && !hasParam(params, "SMTPUTF8") {
@@ -327,7 +327,7 @@ func (c *Client) SendMail(ctx context.Context, from string, to []string, msg []b
 	if err := validateAll(from, to, opts); err != nil {
 		return nil, err
 	}
-	if err := c.hello(ctx); err != nil {
+	if err := c.EhloOrHeloIfNeeded(ctx); err != nil {
 		return nil, err
 	}
 	if c.HasExtension("PIPELINING") && !opts.NoPipelining {
@@ -460,7 +460,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 		}
 	}
 	defer func() { report(len(res)) }()
-	if err := c.hello(ctx); err != nil {
+	if err := c.EhloOrHeloIfNeeded(ctx); err != nil {
 		for i := range res {
 			res[i].Err = err
 		}
