@@ -5,17 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
+	"time"
 
+	"github.com/mailbot/mailbot/engine"
 	"github.com/mailbot/mailbot/luabind"
 )
 
 const checkDesc = `Validates the config file (strictly: unknown keys, wrong types, bad values,
 inline passwords, unset password variables, unreadable files) and compiles
-every *.lua script under scripts_dir. Each problem is printed as
-"file:line: message". Exit status 0 when all is well, 1 otherwise.`
+every *.lua script under scripts_dir. Then it loads each script the way
+"mailbot run" would, without starting anything, so that its trigger
+registrations are checked too (cron specs, durations, time zones, options);
+top-level code that connects with smtp is reported, since it would send mail
+at every reload. Each problem is printed as "file:line: message". Exit
+status 0 when all is well, 1 otherwise.`
 
 // cmdCheck implements "mailbot check".
 func (m *Main) cmdCheck(_ context.Context, args []string) int {
@@ -44,6 +52,9 @@ func (m *Main) cmdCheck(_ context.Context, args []string) int {
 		var sp []Problem
 		nScripts, sp = checkScripts(cfg.Resolve(cfg.ScriptsDir), displayBase())
 		probs = append(probs, sp...)
+		if len(sp) == 0 {
+			probs = append(probs, m.checkRegistrations(cfg, displayBase())...)
+		}
 	}
 	for _, p := range probs {
 		fmt.Fprintln(m.Stdout, p.String())
@@ -106,4 +117,57 @@ func checkScripts(dir, base string) (int, []Problem) {
 	}
 	sort.SliceStable(probs, func(i, j int) bool { return probs[i].File < probs[j].File })
 	return n, probs
+}
+
+// checkRegistrations loads each script the way "mailbot run" would, so
+// that its trigger registrations (cron specs, durations, time zones,
+// options) are validated too, without starting anything (see
+// engine.CheckScript).
+func (m *Main) checkRegistrations(cfg *Config, base string) []Problem {
+	dir := cfg.Resolve(cfg.ScriptsDir)
+	paths, err := filepath.Glob(filepath.Join(dir, "*.lua"))
+	if err != nil {
+		return []Problem{{File: dir, Msg: err.Error()}}
+	}
+	lopts := luabind.Options{Getenv: m.lookupEnv, Logger: slog.New(slog.DiscardHandler)}
+	if cfg.Sandbox == "trusted" {
+		lopts.Sandbox = luabind.SandboxTrusted
+	}
+	ecfg := engine.Config{ScriptsDir: dir, RunTimeout: cfg.RunTimeout, Lua: lopts}
+	if cfg.Timezone != "" {
+		if loc, err := time.LoadLocation(cfg.Timezone); err == nil {
+			ecfg.Location = loc
+		}
+	}
+	var probs []Problem
+	for _, p := range paths {
+		if strings.HasPrefix(filepath.Base(p), ".") {
+			continue
+		}
+		err := engine.CheckScript(ecfg, p)
+		if err == nil {
+			continue
+		}
+		show := p
+		if rel, rerr := filepath.Rel(base, p); base != "" && rerr == nil {
+			show = rel
+		}
+		prob := Problem{File: show, Msg: firstLine(luabind.DescribeError(err))}
+		if _, line, ok := luabind.ErrorLocation(err); ok {
+			prob.Line = line
+			// The message repeats "file:line:"; keep what follows.
+			if i := strings.Index(prob.Msg, fmt.Sprintf(":%d: ", line)); i >= 0 {
+				prob.Msg = prob.Msg[i+len(fmt.Sprintf(":%d: ", line)):]
+			}
+		}
+		probs = append(probs, prob)
+	}
+	return probs
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }

@@ -333,6 +333,22 @@ func TestCheck(t *testing.T) {
 			want:    []string{"scripts/bad.lua:2: "},
 		},
 		{
+			name:    "bad trigger registration",
+			config:  validConfig,
+			env:     []string{"MAILBOT_TEST_RELAY_PW=secret"},
+			scripts: map[string]string{"cron.lua": "local x = 1\nmailbot.cron(\"61 * * * *\", function() end)\n"},
+			code:    1,
+			want:    []string{"scripts/cron.lua:2: mailbot.cron:", "above maximum"},
+		},
+		{
+			name:    "mail sent at load time",
+			config:  validConfig,
+			env:     []string{"MAILBOT_TEST_RELAY_PW=secret"},
+			scripts: map[string]string{"eager.lua": "require(\"smtp\").connect{ host = \"smtp.example.com\" }\n"},
+			code:    1,
+			want:    []string{"scripts/eager.lua:1: smtp is not available at load time"},
+		},
+		{
 			name:   "CR LF in host",
 			config: strings.Replace(validConfig, "host: smtp.example.com", `host: "smtp.example.com\r\nRCPT TO:<x@y>"`, 1),
 			env:    []string{"MAILBOT_TEST_RELAY_PW=secret"},
