@@ -24,6 +24,9 @@
 //     xtext-encoded ENVID/ORCPT and per-recipient NOTIFY, REQUIRETLS
 //     (RFC 8689), enhanced status codes (RFC 3463), AUTH (RFC 4954) with
 //     SCRAM-SHA-256, CRAM-MD5, PLAIN, LOGIN and XOAUTH2, LMTP (RFC 2033);
+//   - SendBatch, which sends the next message's envelope together with the
+//     previous message's final dot (RFC 2920 §3.1): one round trip per
+//     message instead of two;
 //   - a debug transcript with AUTH payloads redacted and message bodies
 //     summarised.
 //
