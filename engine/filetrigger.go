@@ -660,14 +660,7 @@ func (t *FileTrigger) onEvent(ev WatchEvent) {
 	}
 }
 
-func (t *FileTrigger) rearm() {
-	next, ok := t.deadlines.peek()
-	if !ok {
-		t.timer.Stop()
-		return
-	}
-	t.timer.Reset(next.Sub(t.clock.Now()))
-}
+func (t *FileTrigger) rearm() { t.deadlines.arm(t.timer, t.clock) }
 
 // processDue re-examines every file whose deadline has passed.
 func (t *FileTrigger) processDue() {

@@ -334,14 +334,7 @@ func (w *Watcher) record(path string, op Op) {
 	w.rearm()
 }
 
-func (w *Watcher) rearm() {
-	next, ok := w.deadlines.peek()
-	if !ok {
-		w.timer.Stop()
-		return
-	}
-	w.timer.Reset(next.Sub(w.clock.Now()))
-}
+func (w *Watcher) rearm() { w.deadlines.arm(w.timer, w.clock) }
 
 // flushDue turns every path whose quiet period is over into at most one
 // event, deciding from the file's state now rather than from the event
@@ -470,6 +463,17 @@ func (q *deadlineQueue) has(key string) bool {
 }
 
 // peek returns the earliest deadline.
+// arm sets timer to fire at the earliest deadline, or stops it when there
+// is none.
+func (q *deadlineQueue) arm(timer Timer, clock Clock) {
+	next, ok := q.peek()
+	if !ok {
+		timer.Stop()
+		return
+	}
+	timer.Reset(next.Sub(clock.Now()))
+}
+
 func (q *deadlineQueue) peek() (time.Time, bool) {
 	if len(q.items) == 0 {
 		return time.Time{}, false

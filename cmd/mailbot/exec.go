@@ -54,18 +54,9 @@ func (m *Main) cmdExec(ctx context.Context, args []string) int {
 	}
 	script, scriptArgs := fs.Arg(0), fs.Args()[1:]
 
-	var cfg *Config
-	if p := m.configPath(*cfgFlag, ""); p != "" {
-		c, status, ok := m.loadConfig(p)
-		if !ok {
-			return status
-		}
-		cfg = c
-	}
-	logger, err := m.newLogger(cfg)
-	if err != nil {
-		fmt.Fprintf(m.Stderr, "mailbot exec: %v\n", err)
-		return exitConfig
+	cfg, logger, status, ok := m.optionalConfig("exec", *cfgFlag)
+	if !ok {
+		return status
 	}
 
 	proto, err := luabind.CompileFile(script)

@@ -231,6 +231,25 @@ func (m *Main) loadConfig(path string) (*Config, int, bool) {
 	return cfg, 0, true
 }
 
+// optionalConfig loads the config named by the -c flag or $MAILBOT_CONFIG,
+// if any (nil otherwise), and builds the logger; for commands that work
+// without a config (exec, send). ok is false with the exit status to return.
+func (m *Main) optionalConfig(cmd, flagValue string) (cfg *Config, logger *slog.Logger, status int, ok bool) {
+	if p := m.configPath(flagValue, ""); p != "" {
+		c, status, ok := m.loadConfig(p)
+		if !ok {
+			return nil, nil, status, false
+		}
+		cfg = c
+	}
+	logger, err := m.newLogger(cfg)
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "mailbot %s: %v\n", cmd, err)
+		return nil, nil, exitConfig, false
+	}
+	return cfg, logger, 0, true
+}
+
 // newLogger builds mailbot's logger on stderr from the config (nil for
 // defaults), honouring MAILBOT_LOG_LEVEL.
 func (m *Main) newLogger(cfg *Config) (*slog.Logger, error) {

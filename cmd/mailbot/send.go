@@ -82,18 +82,9 @@ func (m *Main) cmdSend(ctx context.Context, args []string) int {
 		return m.usageError(fs, "give --body or --body-file, not both")
 	}
 
-	var cfg *Config
-	if p := m.configPath(f.config, ""); p != "" {
-		c, status, ok := m.loadConfig(p)
-		if !ok {
-			return status
-		}
-		cfg = c
-	}
-	logger, err := m.newLogger(cfg)
-	if err != nil {
-		fmt.Fprintf(m.Stderr, "mailbot send: %v\n", err)
-		return exitConfig
+	cfg, logger, status, ok := m.optionalConfig("send", f.config)
+	if !ok {
+		return status
 	}
 	tgt, status := m.sendTarget(cfg, &f, logger)
 	if status != exitOK {
