@@ -188,6 +188,29 @@ func (h *harness) waitLog(msg, script string) slog.Record {
 	}
 }
 
+// waitLogged waits until a record msg for script has been logged at any
+// time, including before the call (waitLog only sees later ones).
+func (h *harness) waitLogged(msg, script string) {
+	h.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		h.logs.mu.Lock()
+		for _, r := range h.logs.recs {
+			if r.Message == msg && attr(r, "script") == script {
+				h.logs.mu.Unlock()
+				return
+			}
+		}
+		h.logs.mu.Unlock()
+		select {
+		case <-h.logs.ch: // something new was logged: look again
+		case <-deadline:
+			h.dumpLogs()
+			h.t.Fatalf("no log record %q for %q within 10s", msg, script)
+		}
+	}
+}
+
 func (h *harness) waitHit(name string) hit {
 	h.t.Helper()
 	deadline := time.After(10 * time.Second)
@@ -498,7 +521,7 @@ func TestThousandFilesExactlyOnceAndRestart(t *testing.T) {
 mailbot.on_file({ dir = %q, settle = "50ms" }, function(ev) require("probe").hit("file", ev.name) end)`, drop))
 	g0 := runtime.NumGoroutine()
 	h.start()
-	h.waitLog("file trigger started", "many.lua")
+	h.waitLogged("file trigger started", "many.lua")
 	for i := n / 2; i < n; i++ {
 		os.WriteFile(filepath.Join(drop, fmt.Sprintf("f%04d.txt", i)), []byte(fmt.Sprint(i)), 0o644)
 	}
@@ -620,7 +643,7 @@ func TestHubOverflowRescans(t *testing.T) {
 	h.write("burst.lua", fmt.Sprintf(`
 mailbot.on_file({ dir = %q, settle = "50ms" }, function(ev) require("probe").hit("file", ev.name) end)`, drop))
 	h.start()
-	h.waitLog("file trigger started", "burst.lua")
+	h.waitLogged("file trigger started", "burst.lua")
 	const n = 300
 	for i := 0; i < n; i++ {
 		os.WriteFile(filepath.Join(drop, fmt.Sprintf("b%03d.txt", i)), []byte(fmt.Sprint(i)), 0o644)
