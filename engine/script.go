@@ -507,8 +507,10 @@ func (e *Engine) handleFile(fr *fileRun, rf ReadyFile) {
 	if !e.inflight.begin() {
 		return // shutting down: the file stays and is handled at next start
 	}
+	// The run counts as in flight until its outcome is in the ledger:
+	// shutdown waits for that, or a restart would handle the file again.
+	defer e.inflight.end()
 	err := e.run(&fr.trigger, ev, nil)
-	e.inflight.end()
 	if err != nil {
 		// The .error note gets the readable form of a raised table.
 		retry := wantsRetry(err)
