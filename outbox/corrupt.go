@@ -137,9 +137,9 @@ func diagnose(b []byte, name string, s State) (c Corrupt, data []byte, damaged b
 			c.Check = "size"
 			c.Expected = fmt.Sprintf("%d message bytes", it.Size)
 			if c.Missing > 0 {
-				c.Found = fmt.Sprintf("%d (%d missing at the end)", len(data), c.Missing)
+				c.Found = fmt.Sprintf("%d message bytes (%d missing at the end)", len(data), c.Missing)
 			} else {
-				c.Found = fmt.Sprintf("%d (%d more)", len(data), len(data)-it.Size)
+				c.Found = fmt.Sprintf("%d message bytes (%d more)", len(data), len(data)-it.Size)
 			}
 		case crc != it.CRC:
 			c.Check = "checksum"
@@ -153,10 +153,9 @@ func diagnose(b []byte, name string, s State) (c Corrupt, data []byte, damaged b
 			return c, data, false
 		}
 	} else {
-		var got bool
-		c.Item, got = salvageMeta(meta)
+		c.Item, _ = salvageMeta(meta)
 		c.MessageBytes = len(data)
-		if got {
+		if c.Item.Account != "" || c.Item.From != "" || len(c.Item.To) > 0 {
 			c.Envelope = EnvelopePartial
 		}
 	}

@@ -82,7 +82,8 @@ func (o *Outbox) Retry(id string) error {
 }
 
 // RetryAll makes every queued message due now. Messages being delivered
-// at that moment are skipped (they are being tried anyway).
+// at that moment are skipped (they are being tried anyway), and so are
+// damaged files (Corrupt reports them).
 func (o *Outbox) RetryAll() error {
 	ids, err := o.listIDs(StateQueued)
 	if err != nil {
@@ -90,7 +91,7 @@ func (o *Outbox) RetryAll() error {
 	}
 	var errs []error
 	for _, id := range ids {
-		if err := o.Retry(id); err != nil && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrNotFound) {
+		if err := o.Retry(id); err != nil && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
 			errs = append(errs, err)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -64,7 +63,11 @@ func (m *Main) cmdQueue(ctx context.Context, args []string) int {
 	// SkipRecovery: the queue command never changes the spool beyond
 	// what its action says (no crash recovery, no quarantine, nothing
 	// created), so read-only actions are safe next to a running daemon.
-	logger := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger, err := m.newLogger(cfg)
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "mailbot queue: %v\n", err)
+		return exitFailure
+	}
 	ob, err := outbox.Open(filepath.Join(cfg.Resolve(cfg.StateDir), "outbox"), outbox.Options{Logger: logger, SkipRecovery: true})
 	if err != nil {
 		fmt.Fprintf(m.Stderr, "mailbot queue: %v\n", err)
@@ -76,6 +79,8 @@ func (m *Main) cmdQueue(ctx context.Context, args []string) int {
 		switch {
 		case errors.Is(err, outbox.ErrNotFound):
 			fmt.Fprintf(m.Stderr, "mailbot queue %s: no message %q (see mailbot queue list / queue dead)\n", action, strings.Join(rest, " "))
+		case errors.Is(err, outbox.ErrCorrupt):
+			fmt.Fprintf(m.Stderr, "mailbot queue %s: message %s is damaged (%v); see mailbot queue show %s\n", action, strings.Join(rest, " "), err, strings.Join(rest, " "))
 		case errors.Is(err, outbox.ErrUnrecoverable):
 			fmt.Fprintf(m.Stderr, "mailbot queue %s: %v (see mailbot queue show %s)\n", action, err, strings.Join(rest, " "))
 		case errors.Is(err, outbox.ErrBusy):
@@ -134,6 +139,11 @@ func (m *Main) cmdQueue(ctx context.Context, args []string) int {
 			return fail(err)
 		}
 		fmt.Fprintln(m.Stdout, "due now; a running mailbot picks it up within seconds")
+		if *all {
+			if err := m.printCorruptCount(ob); err != nil {
+				return fail(err)
+			}
+		}
 	case "delete":
 		if err := ob.Delete(rest[0]); err != nil {
 			return fail(err)
@@ -180,7 +190,7 @@ func (m *Main) printCorruptList(cs []outbox.Corrupt) {
 		return
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tWHERE\tFOUND DAMAGED\tFROM\tTO\tPROBLEM\tREQUEUE")
+	fmt.Fprintln(tw, "ID\tWHERE\tMOVED\tFROM\tTO\tPROBLEM\tREQUEUE")
 	for _, c := range cs {
 		where := "corrupt/ (from " + c.Origin + "/)"
 		if !c.Moved {
@@ -191,7 +201,7 @@ func (m *Main) printCorruptList(cs []outbox.Corrupt) {
 			when = c.MovedAt.Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, where, when,
-			oneLineText(printable(c.Item.From)), oneLineText(printable(strings.Join(c.Item.To, ","))), oneLineText(c.Problem()), requeueVerdict(c))
+			oneLineText(printable(c.Item.From)), oneLineText(printable(strings.Join(c.Item.To, ","))), oneLineText(c.Check+": "+c.Found), requeueVerdict(c))
 	}
 	tw.Flush()
 }
@@ -221,15 +231,15 @@ func (m *Main) printCorrupt(c outbox.Corrupt, data []byte) {
 	} else {
 		fmt.Fprintf(w, "State:        damaged, still in %s (mailbot run moves it to corrupt/)\n", c.Path)
 	}
-	fmt.Fprintf(w, "Check failed: %s\n", oneLineText(c.Problem()))
+	fmt.Fprintf(w, "Check failed: %s\n", printable(c.Problem()))
 	if c.Envelope == "" {
 		fmt.Fprintln(w, "Envelope:     not recovered")
 	} else {
 		fmt.Fprintf(w, "Envelope:     from %s\n", c.Envelope)
 		// Recovered from a damaged file: quoted unless printable.
-		fmt.Fprintf(w, "Account:      %s\n", printable(it.Account))
-		fmt.Fprintf(w, "From:         %s\n", printable(it.From))
-		fmt.Fprintf(w, "To:           %s\n", printable(strings.Join(it.To, ", ")))
+		fmt.Fprintf(w, "Account:      %s\n", orUnknown(it.Account))
+		fmt.Fprintf(w, "From:         %s\n", orUnknown(it.From))
+		fmt.Fprintf(w, "To:           %s\n", orUnknown(strings.Join(it.To, ", ")))
 		if len(it.Delivered) > 0 {
 			fmt.Fprintf(w, "Delivered to: %s\n", printable(strings.Join(it.Delivered, ", ")))
 		}
@@ -366,6 +376,14 @@ func refusedNote(it outbox.Item) string {
 		return fmt.Sprintf(" [%d refused permanently: see show]", n)
 	}
 	return ""
+}
+
+// orUnknown is printable(s), or "(unknown)" for "".
+func orUnknown(s string) string {
+	if s == "" {
+		return "(unknown)"
+	}
+	return printable(s)
 }
 
 // printable returns s when it is printable UTF-8, else quoted, so bytes
