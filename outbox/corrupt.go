@@ -145,7 +145,9 @@ func diagnose(b []byte, name string, s State) (c Corrupt, data []byte, damaged b
 			c.Check = "checksum"
 			c.Expected = fmt.Sprintf("CRC-32C %08x", it.CRC)
 			c.Found = fmt.Sprintf("%08x (same size: some bytes changed)", crc)
-		case it.ID != name || it.State != s:
+		case it.ID != name || it.State != s && s != StateSent:
+			// (sent/ files keep the queued metadata they were delivered
+			// with: the move into sent/ is a rename.)
 			c.Check = "placement"
 			c.Expected = fmt.Sprintf("id %s in state %s", name, s)
 			c.Found = fmt.Sprintf("id %s in state %s", noteValue(it.ID), noteValue(string(it.State)))
@@ -469,6 +471,12 @@ func (o *Outbox) inspectAt(dir, name string) (Corrupt, []byte, bool, error) {
 			c.Recoverable, c.NeedsAccount = false, false
 			c.Reason = fmt.Sprintf("an intact copy of the message is in %s/: this damaged copy is a leftover", c.Duplicate)
 			break
+		}
+	}
+	if c.Duplicate == "" && c.Item.Key != "" && (c.Recoverable || c.NeedsAccount) {
+		if other, ok := o.lookupKey(keyName(c.Item.Key), o.opts.Now()); ok && other != msgID {
+			c.Recoverable, c.NeedsAccount = false, false
+			c.Reason = fmt.Sprintf("its idempotency key now belongs to message %s (sent again since): requeueing would send it twice", other)
 		}
 	}
 	return c, data, true, nil

@@ -335,3 +335,61 @@ func TestDamagedSentRecordKept(t *testing.T) {
 		t.Errorf("Requeue(delivered) = %v", err)
 	}
 }
+
+// TestDamagedDeadLetter: a damaged dead letter is left out of Dead,
+// reported by Corrupt, and Requeue on it (an explicit command, here from
+// a SkipRecovery Outbox like the CLI's) moves it to corrupt/ and puts the
+// recovered message back in the queue, refusals cleared.
+func TestDamagedDeadLetter(t *testing.T) {
+	srv := startServer(t, devserver.Hooks{Rcpt: func(string) *devserver.Reject {
+		return &devserver.Reject{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "no such user"}
+	}})
+	e := newEnv(t, nil)
+	id := e.enqueueRecover(t)
+	if rep := e.deliverOnce(t, account(srv.Addr())); rep.Bounced != 1 {
+		t.Fatalf("deliver: %+v", rep)
+	}
+	e.ob.Close()
+	damageFile(t, filepath.Join(e.dir, "dead", id), damageKinds[0].damage)
+	ro := e.open(t, func(o *Options) { o.SkipRecovery = true })
+	if d, err := ro.Dead(); err != nil || len(d) != 0 {
+		t.Errorf("Dead = %+v, %v", d, err)
+	}
+	cs, err := ro.Corrupt()
+	if err != nil || len(cs) != 1 || cs[0].Origin != "dead" || cs[0].Moved || !cs[0].Recoverable {
+		t.Fatalf("Corrupt = %+v, %v", cs, err)
+	}
+	if err := ro.Requeue(id); err != nil {
+		t.Fatalf("Requeue: %v", err)
+	}
+	it, data, err := ro.Get(id)
+	if err != nil || it.State != StateQueued || len(it.Refused) != 0 || !slices.Equal(it.To, []string{"ops@mailbot.test"}) ||
+		!bytes.Equal(data, recoverMsg[:len(recoverMsg)-5]) {
+		t.Fatalf("requeued %+v %q %v", it, data, err)
+	}
+	for _, d := range []string{"dead", "corrupt"} {
+		if _, err := os.Stat(filepath.Join(e.dir, d, id)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s/%s left: %v", d, id, err)
+		}
+	}
+}
+
+// TestRequeueCorruptAfterResend: once the script has sent the message
+// again under the same key, the damaged copy is not offered for requeue.
+func TestRequeueCorruptAfterResend(t *testing.T) {
+	e := newEnv(t, nil)
+	id := e.enqueueRecover(t)
+	e.ob.Close()
+	damageFile(t, filepath.Join(e.dir, "queue", id), damageKinds[0].damage)
+	ob := e.open(t, nil) // moves it to corrupt/
+	again, dup, err := ob.Enqueue(context.Background(), Envelope{Account: "default", From: "bot@mailbot.test", To: []string{"ops@mailbot.test"}}, recoverMsg)
+	if err != nil || dup || again == id {
+		t.Fatalf("re-enqueue = %s %v %v: a damaged copy must not swallow a fresh one", again, dup, err)
+	}
+	if c, _, err := ob.Inspect(id); err != nil || c.Recoverable || !strings.Contains(c.Reason, again) {
+		t.Errorf("Inspect = %+v, %v", c, err)
+	}
+	if _, err := ob.RequeueCorrupt(id, ""); !errors.Is(err, ErrUnrecoverable) {
+		t.Errorf("RequeueCorrupt = %v, want ErrUnrecoverable", err)
+	}
+}
