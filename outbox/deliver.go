@@ -50,6 +50,9 @@ type Report struct {
 // Messages for account names not in accounts stay queued. Only one
 // Deliver or DeliverOnce runs per Outbox at a time.
 func (o *Outbox) Deliver(ctx context.Context, accounts map[string]Account) error {
+	if o.opts.SkipRecovery {
+		return errSkipRecovery
+	}
 	if !o.deliverMu.TryLock() {
 		return errors.New("outbox: Deliver is already running")
 	}
@@ -89,6 +92,9 @@ func (o *Outbox) Deliver(ctx context.Context, accounts map[string]Account) error
 // DeliverOnce delivers every message that is due now, then returns; for
 // one-shot runs. Messages deferred during the run are not retried in it.
 func (o *Outbox) DeliverOnce(ctx context.Context, accounts map[string]Account) (Report, error) {
+	if o.opts.SkipRecovery {
+		return Report{}, errSkipRecovery
+	}
 	if !o.deliverMu.TryLock() {
 		return Report{}, errors.New("outbox: Deliver is already running")
 	}
@@ -299,16 +305,29 @@ func (w *worker) prepare(e *entry) *prepared {
 		o.idx.settle(e, nil, nil)
 		return nil
 	}
-	it, data, err := lf.read()
+	it, data, raw, err := lf.readRaw()
 	if err != nil {
+		o.settleUnreadable(e, lf, raw, err)
 		lf.unlock()
-		o.log.Error("outbox: unreadable queued message left in place", "id", e.item.ID, "error", err)
-		it := e.item
-		it.NextAttempt = o.opts.Now().Add(o.opts.Backoff.Max)
-		o.idx.settle(e, &it, e.fi)
 		return nil
 	}
 	return &prepared{e: e, lf: lf, it: it, data: data}
+}
+
+// settleUnreadable settles a claimed message whose file (held in lf)
+// could not be read: a damaged one is moved to corrupt/, never sent or
+// deleted; after an I/O error it stays in place and is tried again later.
+func (o *Outbox) settleUnreadable(e *entry, lf *lockedFile, raw []byte, err error) {
+	if errors.Is(err, ErrCorrupt) {
+		if _, qerr := o.quarantine(lf.path, e.item.ID, StateQueued, raw); qerr == nil {
+			o.idx.settle(e, nil, nil)
+			return
+		}
+	}
+	o.log.Error("outbox: unreadable queued message left in place", "id", e.item.ID, "error", err)
+	it := e.item
+	it.NextAttempt = o.opts.Now().Add(o.opts.Backoff.Max)
+	o.idx.settle(e, &it, e.fi)
 }
 
 // deliverBatch makes one attempt at first and at the other messages due
@@ -436,11 +455,17 @@ func (w *worker) deferAllDue(ctx context.Context, cause error) {
 			}
 			continue
 		}
-		it, data, err := lf.read()
+		if lf.sentMarked() {
+			// Delivered by a process that died before moving it: finish
+			// that rather than record a deferral over the mark.
+			w.o.moveSent(lf.path, w.o.path(StateSent, e.item.ID))
+			lf.unlock()
+			w.o.idx.settle(e, nil, nil)
+			continue
+		}
+		it, data, raw, err := lf.readRaw()
 		if err != nil {
-			it := e.item
-			it.NextAttempt = w.o.opts.Now().Add(w.o.opts.Backoff.Max)
-			w.o.idx.settle(e, &it, e.fi)
+			w.o.settleUnreadable(e, lf, raw, err)
 			lf.unlock()
 			continue
 		}
@@ -546,12 +571,21 @@ func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item,
 		}
 		it.LastError, it.LastReply = "", nil
 		if len(refused) > 0 {
+			// While recipients wait, the last error is why they wait;
+			// permanent refusals stay in Refused.
 			first := refused[slices.Sorted(maps.Keys(refused))[0]]
+			if len(temp) > 0 {
+				first = refused[temp[0]]
+			}
 			rp := smtpReply(first)
 			it.LastError, it.LastReply = first.Error(), &rp
 		}
 	}
 	it.To = temp
+	it.Waiting = nil
+	for _, r := range temp {
+		it.Waiting = append(it.Waiting, Refusal{Recipient: r, Reply: tempReply[r], At: now})
+	}
 	var outcome string
 	switch {
 	case len(temp) > 0 && now.Sub(it.Created) >= o.opts.MaxAge:
@@ -615,7 +649,8 @@ func (w *worker) bury(e *entry, lf *lockedFile, it *Item, data []byte, reason st
 	it.Seq++
 	it.State = StateDead
 	it.DeadAt, it.DeadReason = it.LastAttempt, reason
-	it.To = nil
+	pending, waiting := it.To, it.Waiting
+	it.To, it.Waiting = nil, nil
 	for _, r := range it.Refused {
 		it.To = append(it.To, r.Recipient)
 	}
@@ -626,6 +661,7 @@ func (w *worker) bury(e *entry, lf *lockedFile, it *Item, data []byte, reason st
 	if err != nil {
 		o.log.Error("outbox: move to dead letters failed; message stays queued", "id", it.ID, "error", err)
 		it.State, it.Seq = StateQueued, it.Seq-1
+		it.To, it.Waiting, it.DeadAt, it.DeadReason = pending, waiting, time.Time{}, ""
 		it.NextAttempt = it.LastAttempt.Add(o.opts.Backoff.Max)
 		o.idx.settle(e, it, nil)
 		return "deferred"

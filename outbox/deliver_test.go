@@ -178,6 +178,38 @@ func TestPartialRecipients(t *testing.T) {
 	}
 }
 
+// TestPendingRecipientReason: after a partial delivery the queued
+// message's last error is why its pending recipient waits, not another
+// recipient's permanent refusal (which sorts first here), and each
+// pending recipient has its own reply in Waiting.
+func TestPendingRecipientReason(t *testing.T) {
+	e := newEnv(t, nil)
+	srv := startServer(t, devserver.Hooks{Rcpt: func(to string) *devserver.Reject {
+		switch to {
+		case "a-gone@mailbot.test":
+			return &devserver.Reject{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "no such user"}
+		case "z-busy@mailbot.test":
+			return &devserver.Reject{Code: 451, Enhanced: [3]int{4, 2, 0}, Message: "mailbox busy"}
+		}
+		return nil
+	}})
+	id := e.enqueue(t, 1, "a-gone@mailbot.test", "m-ok@mailbot.test", "z-busy@mailbot.test")
+	if rep := e.deliverOnce(t, account(srv.Addr())); rep != (Report{Deferred: 1}) {
+		t.Fatalf("attempt: %+v", rep)
+	}
+	it, _, _ := e.ob.Get(id)
+	if !slices.Equal(it.To, []string{"z-busy@mailbot.test"}) || it.LastReply == nil || it.LastReply.Code != 451 ||
+		!strings.Contains(it.LastError, "mailbox busy") {
+		t.Errorf("last error %q %+v, want z-busy's 451", it.LastError, it.LastReply)
+	}
+	if len(it.Waiting) != 1 || it.Waiting[0].Recipient != "z-busy@mailbot.test" || it.Waiting[0].Reply.Code != 451 || it.Waiting[0].Reply.Enhanced != "4.2.0" {
+		t.Errorf("Waiting = %+v", it.Waiting)
+	}
+	if len(it.Refused) != 1 || it.Refused[0].Recipient != "a-gone@mailbot.test" || it.Refused[0].Reply.Code != 550 {
+		t.Errorf("Refused = %+v", it.Refused)
+	}
+}
+
 func TestMaxAgeExceeded(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.MaxAge = 24 * time.Hour })
 	addr := closedPort(t)

@@ -11,7 +11,8 @@
 //
 // mail.send in Lua maps to Enqueue, `mailbot run` to Deliver, `exec
 // --deliver` to DeliverOnce and `mailbot queue ...` to List, Get, Dead,
-// Retry, RetryAll, Delete, Requeue and Stats.
+// Corrupt, Inspect, Retry, RetryAll, Delete, Requeue, RequeueCorrupt and
+// Stats, on an Outbox opened with Options.SkipRecovery.
 //
 // # Store: a spool directory
 //
@@ -26,6 +27,7 @@
 //	dead/<id>    dead letters
 //	sent/<id>    delivered messages, kept for KeyRetention (idempotency)
 //	keys/<sha256(key) hex>   {"key","id","created"}: idempotency records
+//	corrupt/<id> damaged files, byte for byte, each with <id>.note
 //	tmp/         files being written; never read, stale ones removed by Open
 //	lock         taken (flock) by an enqueue batch, across processes
 //
@@ -45,8 +47,8 @@
 // rename and of the directories after it elsewhere), and only then
 // returns. A message for which Enqueue returned is therefore on stable
 // storage; a kill -9 or power failure before that may leave a renamed but
-// unflushed file, which the size/CRC check identifies as torn and Open
-// removes: its Enqueue never returned. Keys are renamed after their
+// unflushed file, which the size/CRC check identifies as damaged (see
+// below). Keys are renamed after their
 // messages, and a key whose message exists in no directory is treated as
 // absent, so a key can never suppress a message that was not stored.
 //
@@ -56,6 +58,29 @@
 // locked (flock on its file) by the delivering process, so the CLI's
 // Retry/Delete/Requeue get ErrBusy instead of racing it, and a second
 // delivering process skips it.
+//
+// # Damaged files
+//
+// A spool file that fails its check (no readable metadata line, message
+// bytes that do not match the recorded size and CRC-32C, metadata of
+// another message) is never deleted or skipped silently, whatever damaged
+// it (a crash before the flush, a disk fault, a hand edit). A delivering
+// process (Open without SkipRecovery, and every delivery attempt and
+// rescan) moves it, under its lock, to corrupt/ unchanged, writes a
+// corrupt/<id>.note (check, expected and found, origin, time, what to do)
+// and logs at error level. Read-only looks (List and Dead leave damaged
+// files out; Corrupt and Inspect report them wherever they are) move
+// nothing, so `mailbot queue list` is safe next to a running daemon and
+// leaves the spool byte for byte as it was. Inspect shows what survived:
+// the envelope from the metadata line when it is intact, else from what
+// could be read of it and from the From, To, Cc and Bcc headers; whether
+// the header section is complete; how many bytes are missing.
+// RequeueCorrupt puts a message whose recipients and header section
+// survived back in the queue with a fresh checksum, keeping its id,
+// envelope and idempotency key and noting the recovery in Item.Recovered;
+// a message whose account was lost needs the account named. Files in
+// tmp/ are the only ones ever removed without an operator: none of them
+// is the only copy of an acknowledged message.
 //
 // # The duplicate window
 //
@@ -98,8 +123,9 @@
 // extension the message needs but the server lacks are permanent.
 // Recipients refused one by one are handled one by one: accepted ones are
 // recorded in Item.Delivered, temporarily refused ones stay in Item.To for
-// the next attempt, permanently refused ones are recorded in
-// Item.Refused, and once nothing is pending a message with refusals
+// the next attempt with their reply in Item.Waiting (LastError and
+// LastReply then describe why they wait), permanently refused ones are
+// recorded in Item.Refused, and once nothing is pending a message with refusals
 // becomes a dead letter for exactly those recipients. A message still
 // failing temporarily after MaxAge becomes a dead letter too.
 //

@@ -192,13 +192,18 @@ func (o *Outbox) rescan() error {
 		}
 		it, err := readMeta(p)
 		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
+			switch {
+			case errors.Is(err, ErrCorrupt):
+				o.quarantineFile(StateQueued, id)
+			case !errors.Is(err, fs.ErrNotExist):
 				o.log.Warn("outbox: unreadable queue file", "path", p, "error", err)
 			}
 			continue
 		}
 		if it.ID != id || it.State != StateQueued {
-			o.log.Warn("outbox: queue file with foreign metadata", "path", p, "id", it.ID, "state", string(it.State))
+			// Metadata of another message or state (a file copied in by
+			// hand): kept in corrupt/ rather than skipped at every scan.
+			o.quarantineFile(StateQueued, id)
 			continue
 		}
 		changed = append(changed, found{it, fi})

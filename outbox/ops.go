@@ -16,13 +16,15 @@ import (
 // are safe next to a running Deliver in another process: readers only see
 // whole files (every write is a rename of a complete file), and writers
 // take the message's lock, which a delivery holds for the whole attempt
-// (ErrBusy then).
+// (ErrBusy then). List, Dead, Get, Corrupt, Inspect and Stats only read.
 
-// List returns the queued messages, oldest first.
+// List returns the queued messages, oldest first. Damaged files are left
+// out (and left where they are): Corrupt reports them.
 func (o *Outbox) List() ([]Item, error) { return o.list(StateQueued) }
 
 // Dead returns the dead letters, oldest first, each with the replies that
-// refused it in Refused and the reason in DeadReason.
+// refused it in Refused and the reason in DeadReason. Damaged files are
+// left out: Corrupt reports them.
 func (o *Outbox) Dead() ([]Item, error) { return o.list(StateDead) }
 
 func (o *Outbox) list(s State) ([]Item, error) {
@@ -33,14 +35,19 @@ func (o *Outbox) list(s State) ([]Item, error) {
 	slices.Sort(ids) // ids start with the enqueue time
 	items := make([]Item, 0, len(ids))
 	for _, id := range ids {
-		it, err := readMeta(o.path(s, id))
+		b, err := os.ReadFile(o.path(s, id))
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // delivered or moved meanwhile
 			}
-			o.log.Warn("outbox: unreadable spool file", "id", id, "error", err)
+			return nil, fmt.Errorf("outbox: list %s: %w", s, err)
+		}
+		// The whole file is checked, so a message whose bytes are damaged
+		// is never listed as if it could be delivered.
+		if _, _, damaged := diagnose(b, id, s); damaged {
 			continue
 		}
+		it, _, _ := decodeFile(b)
 		items = append(items, it)
 	}
 	return items, nil
@@ -75,7 +82,8 @@ func (o *Outbox) Retry(id string) error {
 }
 
 // RetryAll makes every queued message due now. Messages being delivered
-// at that moment are skipped (they are being tried anyway).
+// at that moment are skipped (they are being tried anyway), and so are
+// damaged files (Corrupt reports them).
 func (o *Outbox) RetryAll() error {
 	ids, err := o.listIDs(StateQueued)
 	if err != nil {
@@ -83,7 +91,7 @@ func (o *Outbox) RetryAll() error {
 	}
 	var errs []error
 	for _, id := range ids {
-		if err := o.Retry(id); err != nil && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrNotFound) {
+		if err := o.Retry(id); err != nil && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
 			errs = append(errs, err)
 		}
 	}
@@ -92,17 +100,27 @@ func (o *Outbox) RetryAll() error {
 
 // Requeue moves a dead letter back to the queue, due now, for the
 // recipients that were not delivered. Its age starts again, so it gets a
-// full MaxAge of retries.
+// full MaxAge of retries. For a damaged file (in corrupt/, or damaged in
+// dead/ or queue/) it is RequeueCorrupt with the recovered account.
 func (o *Outbox) Requeue(id string) error {
 	if !validID(id) {
 		return fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	lf, err := o.lockExisting(StateDead, id)
+	if errors.Is(err, ErrNotFound) {
+		_, err = o.RequeueCorrupt(id, "")
+		return err
+	}
 	if err != nil {
 		return err
 	}
 	defer lf.unlock()
 	it, data, err := lf.read()
+	if errors.Is(err, ErrCorrupt) {
+		lf.unlock()
+		_, err = o.RequeueCorrupt(id, "")
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("outbox: requeue: %w", err)
 	}
@@ -127,8 +145,9 @@ func (o *Outbox) Requeue(id string) error {
 	return nil
 }
 
-// Delete removes a queued or dead message for good. A deleted message's
-// idempotency key no longer blocks enqueueing the same key again.
+// Delete removes a queued or dead message, or a damaged file in corrupt/
+// with its note, for good. A deleted message's idempotency key no longer
+// blocks enqueueing the same key again.
 func (o *Outbox) Delete(id string) error {
 	if !validID(id) {
 		return fmt.Errorf("%w: %q", ErrNotFound, id)
@@ -154,7 +173,22 @@ func (o *Outbox) Delete(id string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: %s", ErrNotFound, id)
+	lf, err := lockFile(o.corruptPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return fmt.Errorf("outbox: %s: %w", id, err)
+	}
+	defer lf.unlock()
+	if err := os.Remove(lf.path); err != nil {
+		return fmt.Errorf("outbox: delete %s: %w", id, err)
+	}
+	os.Remove(lf.path + ".note")
+	if err := syncDir(filepath.Dir(lf.path)); err != nil {
+		return fmt.Errorf("outbox: delete %s: %w", id, err)
+	}
+	return nil
 }
 
 // lockExisting locks the file of id in state s, mapping "gone" to
@@ -209,8 +243,9 @@ func (o *Outbox) rewrite(s State, id string, fn func(*Item)) error {
 
 // Stats is a snapshot of the spool and of this Outbox's counters.
 type Stats struct {
-	// Queued and Dead count the messages on disk now.
-	Queued, Dead int
+	// Queued and Dead count the messages on disk now, Corrupt the
+	// damaged files kept in corrupt/.
+	Queued, Dead, Corrupt int
 	// Enqueued, Sent, Deferred and Bounced count events since Open in
 	// this process: new messages, deliveries, deferred attempts and
 	// messages moved to dead letters.
@@ -227,8 +262,12 @@ func (o *Outbox) Stats() (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
+	c, err := o.listDir(dirCorrupt)
+	if err != nil {
+		return Stats{}, err
+	}
 	return Stats{
-		Queued: len(q), Dead: len(d),
+		Queued: len(q), Dead: len(d), Corrupt: len(c),
 		Enqueued: o.ctr.queued.Load(), Sent: o.ctr.sent.Load(),
 		Deferred: o.ctr.deferred.Load(), Bounced: o.ctr.bounced.Load(),
 	}, nil
@@ -254,7 +293,13 @@ func (o *Outbox) prune() error {
 			continue
 		}
 		var kr keyRecord
-		if json.Unmarshal(b, &kr) != nil || now.Sub(kr.Created) >= o.opts.KeyRetention {
+		bad := json.Unmarshal(b, &kr) != nil
+		if bad || now.Sub(kr.Created) >= o.opts.KeyRetention {
+			if bad {
+				// A key record holds no mail, only the memory of a key;
+				// without it a key can at worst be enqueued twice.
+				o.log.Warn("outbox: removing unreadable idempotency key record", "path", p)
+			}
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)
 			}
@@ -267,7 +312,16 @@ func (o *Outbox) prune() error {
 	for _, id := range ids {
 		p := o.path(StateSent, id)
 		it, err := readMeta(p)
-		if err == nil && now.Sub(it.Created) < o.opts.KeyRetention {
+		if errors.Is(err, ErrCorrupt) {
+			// Its age is unknown: keep it, in corrupt/.
+			o.quarantineFile(StateSent, id)
+			continue
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		if err != nil || now.Sub(it.Created) < o.opts.KeyRetention {
 			continue
 		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {

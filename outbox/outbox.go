@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/mail"
@@ -80,6 +81,14 @@ type Options struct {
 	// Logger receives one record per delivery attempt and spool warnings.
 	// Nil discards.
 	Logger *slog.Logger
+	// SkipRecovery opens the spool the way `mailbot queue` does: Open
+	// creates nothing and runs no crash recovery (damaged files are not
+	// moved to corrupt/, interrupted moves are not settled, temp files are
+	// not removed), and Enqueue and Deliver are refused. List, Dead, Get,
+	// Corrupt, Inspect and Stats then change nothing on disk; Retry,
+	// Delete, Requeue and RequeueCorrupt change only the message they
+	// name.
+	SkipRecovery bool
 }
 
 func (o *Options) setDefaults() error {
@@ -155,7 +164,7 @@ type Outbox struct {
 	sentSync  sync.Mutex
 	sentDirty int // messages moved to sent/ since the last directory flush
 
-	ctr struct{ queued, sent, deferred, bounced atomic.Int64 }
+	ctr struct{ queued, sent, deferred, bounced, corrupt atomic.Int64 }
 }
 
 // Envelope says who a message goes to and how it is identified.
@@ -184,11 +193,17 @@ type enqRes struct {
 }
 
 // Open opens (creating if needed) the spool in dir and recovers from any
-// crash: torn files are removed, half-finished moves between directories
-// are settled, stale temp files are deleted.
+// crash: damaged files are moved to corrupt/ (never deleted),
+// half-finished moves between directories are settled, stale temp files
+// are deleted. With Options.SkipRecovery it only opens (see there).
 func Open(dir string, opts Options) (*Outbox, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
+	}
+	if opts.SkipRecovery {
+		o := &Outbox{dir: dir, opts: opts, log: opts.Logger, closing: make(chan struct{})}
+		o.idx.init()
+		return o, nil
 	}
 	for _, d := range []string{dirQueue, dirDead, dirSent, dirKeys, dirTmp} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
@@ -230,6 +245,9 @@ func Open(dir string, opts Options) (*Outbox, error) {
 func (o *Outbox) Close() error {
 	o.closeOnce.Do(func() {
 		close(o.closing)
+		if o.opts.SkipRecovery {
+			return
+		}
 		o.committer.Wait()
 		err := o.flushSent()
 		if e := o.spool.Close(); err == nil {
@@ -298,6 +316,9 @@ func (o *Outbox) Enqueue(ctx context.Context, env Envelope, data []byte) (id str
 		return "", false, fmt.Errorf("%w: key contains CR, LF or NUL", ErrInvalidEnvelope)
 	}
 	env.To = append([]string(nil), env.To...)
+	if o.opts.SkipRecovery {
+		return "", false, errSkipRecovery
+	}
 	req := &enqReq{env: env, data: data, done: make(chan enqRes, 1)}
 	select {
 	case <-o.closing:
@@ -509,17 +530,30 @@ func (o *Outbox) lookupKey(kn string, now time.Time) (string, bool) {
 	return "", false
 }
 
+// errSkipRecovery refuses writes that need a recovered spool.
+var errSkipRecovery = errors.New("outbox: opened with SkipRecovery: cannot enqueue or deliver")
+
 // recover settles the spool after a crash. It is safe while other
-// processes use the spool: it only removes what no live writer can be
-// using (torn files, which a completed rename never leaves; temp files
-// older than an hour) and resolves duplicates by Seq.
+// processes use the spool: it removes only temp files older than an hour,
+// moves damaged files (which a completed rename never leaves) to
+// corrupt/ under their lock, and resolves duplicates by Seq.
 func (o *Outbox) recover() error {
 	tmpDir := filepath.Join(o.dir, dirTmp)
 	if ents, err := os.ReadDir(tmpDir); err == nil {
 		for _, e := range ents {
 			fi, err := e.Info()
 			if err == nil && time.Since(fi.ModTime()) > time.Hour {
-				os.Remove(filepath.Join(tmpDir, e.Name()))
+				// A temp file is never the only copy of an accepted
+				// message: Enqueue returns only after its file was
+				// renamed into queue/ (and a rewrite's old version stays
+				// in place until the new one is renamed over it). One
+				// left in tmp/ is a write whose caller got an error or
+				// never got an answer (a crash), so it may go; an hour
+				// keeps clear of another process writing it right now.
+				p := filepath.Join(tmpDir, e.Name())
+				if err := os.Remove(p); err == nil {
+					o.log.Info("outbox: removed stale temp file of an unfinished write (never acknowledged)", "path", p, "size", fi.Size(), "modified", fi.ModTime())
+				}
 			}
 		}
 	}
@@ -534,9 +568,10 @@ func (o *Outbox) recover() error {
 			p := o.path(s, id)
 			it, err := o.checkFile(p)
 			if err != nil {
-				if errors.Is(err, errTorn) {
-					o.log.Warn("outbox: removing torn spool file left by a crash", "path", p, "error", err)
-					os.Remove(p)
+				if errors.Is(err, ErrCorrupt) {
+					o.quarantineFile(s, id)
+				} else if !errors.Is(err, fs.ErrNotExist) {
+					o.log.Error("outbox: unreadable spool file left in place", "path", p, "error", err)
 				}
 				continue
 			}
@@ -570,13 +605,8 @@ func (o *Outbox) checkFile(path string) (Item, error) {
 
 // listIDs returns the ids of the files in state s's directory.
 func (o *Outbox) listIDs(s State) ([]string, error) {
-	d, err := os.Open(filepath.Dir(o.path(s, "x")))
+	names, err := readNames(filepath.Dir(o.path(s, "x")))
 	if err != nil {
-		return nil, fmt.Errorf("outbox: list %s: %w", s, err)
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("outbox: list %s: %w", s, err)
 	}
 	ids := names[:0]
@@ -586,6 +616,24 @@ func (o *Outbox) listIDs(s State) ([]string, error) {
 		}
 	}
 	return ids, nil
+}
+
+// readNames returns the names in directory d; none when d does not
+// exist (a spool no process has opened for writing yet).
+func readNames(d string) ([]string, error) {
+	f, err := os.Open(d)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return names, nil
 }
 
 // flushSent makes the moves of delivered messages into sent/ durable.

@@ -244,7 +244,10 @@ func TestCrashRecovery(t *testing.T) {
 	os.WriteFile(torn, []byte(`{"v":1,"id":"00000000000000-deadbeef","size":100,"crc32c":1}`+"\nshort"), 0o600)
 	ob2 := e.open(t, nil)
 	if _, err := os.Stat(torn); !os.IsNotExist(err) {
-		t.Errorf("torn queue file not removed: %v", err)
+		t.Errorf("torn queue file left in queue/: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "corrupt", "00000000000000-deadbeef")); err != nil {
+		t.Errorf("torn queue file not kept in corrupt/: %v", err)
 	}
 	if _, err := os.Stat(old); !os.IsNotExist(err) {
 		t.Errorf("stale temp file not removed: %v", err)

@@ -24,7 +24,10 @@ const (
 	dirSent  = "sent"
 	dirKeys  = "keys"
 	dirTmp   = "tmp"
-	lockName = "lock"
+	// dirCorrupt holds damaged spool files, moved there byte for byte
+	// with a <name>.note beside each (see quarantine).
+	dirCorrupt = "corrupt"
+	lockName   = "lock"
 )
 
 // formatVersion is written as "v" in every metadata line.
@@ -82,6 +85,10 @@ type Item struct {
 	// Refused holds permanent refusals, and for a dead message the last
 	// reply of every recipient in To.
 	Refused []Refusal `json:"refused,omitempty"`
+	// Waiting holds, for a queued message, the temporary failure that
+	// deferred each recipient still in To at the last attempt: why each
+	// pending recipient waits, apart from the permanent refusals.
+	Waiting []Refusal `json:"waiting,omitempty"`
 	// Key is the idempotency key ("" for none).
 	Key string `json:"key,omitempty"`
 	// Size and CRC describe the message bytes that follow the metadata
@@ -93,12 +100,17 @@ type Item struct {
 	Attempts    int       `json:"attempts"`
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
 	// LastError is the error of the last failed attempt, and LastReply
-	// the server's reply when there was one.
+	// the server's reply when there was one. When recipients are still
+	// pending, they describe why those wait (a pending recipient's
+	// temporary failure), not another recipient's permanent refusal.
 	LastError string `json:"last_error,omitempty"`
 	LastReply *Reply `json:"last_reply,omitempty"`
 	// DeadAt and DeadReason are set when the message became a dead letter.
 	DeadAt     time.Time `json:"dead_at,omitzero"`
 	DeadReason string    `json:"dead_reason,omitempty"`
+	// Recovered is set on a message put back in the queue from a damaged
+	// spool file (see Outbox.RequeueCorrupt): when, and what was wrong.
+	Recovered string `json:"recovered,omitempty"`
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -118,8 +130,11 @@ func encodeFile(it *Item, data []byte) ([]byte, error) {
 	return append(buf, data...), nil
 }
 
-// errTorn marks a spool file that does not hold a complete record.
-var errTorn = errors.New("outbox: torn or corrupt spool file")
+// ErrCorrupt marks a spool file that fails its check: no readable
+// metadata line, or message bytes that do not match the size and CRC-32C
+// it records. Such files are never deleted: they are moved to corrupt/
+// (see Outbox.Corrupt).
+var ErrCorrupt = errors.New("outbox: damaged spool file")
 
 // decodeFile splits a spool file into metadata and message bytes and checks
 // them against each other.
@@ -127,17 +142,17 @@ func decodeFile(b []byte) (Item, []byte, error) {
 	var it Item
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
-		return it, nil, fmt.Errorf("%w: no metadata line", errTorn)
+		return it, nil, fmt.Errorf("%w: no metadata line", ErrCorrupt)
 	}
 	if err := json.Unmarshal(b[:i], &it); err != nil {
-		return it, nil, fmt.Errorf("%w: %v", errTorn, err)
+		return it, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	data := b[i+1:]
 	if it.Version != formatVersion {
-		return it, nil, fmt.Errorf("%w: unknown format version %d", errTorn, it.Version)
+		return it, nil, fmt.Errorf("%w: unknown format version %d", ErrCorrupt, it.Version)
 	}
 	if len(data) != it.Size || crc32.Checksum(data, crcTable) != it.CRC {
-		return it, nil, fmt.Errorf("%w: message bytes do not match size/checksum", errTorn)
+		return it, nil, fmt.Errorf("%w: message bytes do not match size/checksum", ErrCorrupt)
 	}
 	return it, data, nil
 }
@@ -153,12 +168,12 @@ func readMeta(path string) (Item, error) {
 	line, err := bufio.NewReaderSize(f, 4096).ReadBytes('\n')
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return it, fmt.Errorf("%s: %w: no metadata line", path, errTorn)
+			return it, fmt.Errorf("%s: %w: no metadata line", path, ErrCorrupt)
 		}
 		return it, err
 	}
 	if err := json.Unmarshal(line, &it); err != nil {
-		return it, fmt.Errorf("%s: %w: %v", path, errTorn, err)
+		return it, fmt.Errorf("%s: %w: %v", path, ErrCorrupt, err)
 	}
 	return it, nil
 }
@@ -334,17 +349,31 @@ func lockFile(path string) (*lockedFile, error) {
 // normally fetches it (io.ReadAll needs four or five for a small message);
 // anything short is reported as torn by decodeFile.
 func (l *lockedFile) read() (Item, []byte, error) {
-	b := make([]byte, l.size)
-	n, err := io.ReadFull(l.f, b)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return Item{}, nil, fmt.Errorf("read %s: %w", l.path, err)
-	}
-	it, data, err := decodeFile(b[:n])
-	if err != nil {
-		return it, nil, fmt.Errorf("%s: %w", l.path, err)
-	}
-	return it, data, nil
+	it, data, _, err := l.readRaw()
+	return it, data, err
 }
 
-// unlock releases the lock (closing the file releases it).
-func (l *lockedFile) unlock() { l.f.Close() }
+// readRaw is read that also returns the file's bytes, so a caller can
+// quarantine a damaged file (the error then wraps ErrCorrupt).
+func (l *lockedFile) readRaw() (Item, []byte, []byte, error) {
+	b := make([]byte, l.size)
+	n, err := io.ReadFull(l.f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !(errors.Is(err, io.EOF) && n == 0) {
+		return Item{}, nil, nil, fmt.Errorf("read %s: %w", l.path, err)
+	}
+	b = b[:n]
+	it, data, err := decodeFile(b)
+	if err != nil {
+		return it, nil, b, fmt.Errorf("%s: %w", l.path, err)
+	}
+	return it, data, b, nil
+}
+
+// unlock releases the lock (closing the file releases it). It may be
+// called more than once.
+func (l *lockedFile) unlock() {
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}

@@ -41,8 +41,8 @@ func TestLockedFileRead(t *testing.T) {
 			defer lf.unlock()
 			got, b, err := lf.read()
 			if tc.torn {
-				if !errors.Is(err, errTorn) {
-					t.Errorf("read = %v, want errTorn", err)
+				if !errors.Is(err, ErrCorrupt) {
+					t.Errorf("read = %v, want ErrCorrupt", err)
 				}
 				return
 			}

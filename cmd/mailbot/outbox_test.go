@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"io/fs"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -196,5 +200,177 @@ end)`, n))
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("run after restart did not exit 0: %v\n%s", err, logs.String())
+	}
+}
+
+// treeDigest hashes every name, mode, modification time and content
+// under dir.
+func treeDigest(t *testing.T, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s %v %d %d\n", p, fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestQueueDamagedFiles is issue 11's scenario: bytes cut off one queued
+// file, another truncated, a third filled with random bytes. The queue
+// command reports all three without touching the spool, delivery keeps
+// them in corrupt/ with an error record, and the one that lost only five
+// bytes is requeued and delivered.
+func TestQueueDamagedFiles(t *testing.T) {
+	t.Parallel()
+	srv := devtest.Start(t, devserver.Config{Users: map[string]string{"bot": "s3cret"}})
+	dir := relayConfig(t, srv)
+	writeFile(t, filepath.Join(dir, "enqueue.lua"), `
+local mail = require("mail")
+print((mail.send(mail.message{ from = "bot@example.org", to = arg[1], subject = "for " .. arg[1], text = "hello there" })))`)
+	writeFile(t, filepath.Join(dir, "noop.lua"), `print("ok")`)
+	ids := map[string]string{}
+	for _, who := range []string{"cut", "trunc", "random", "intact"} {
+		r := mailbot(t, dir, relayEnv, "exec", "-c", "mailbot.yaml", "enqueue.lua", who+"@example.org")
+		if r.code != 0 {
+			t.Fatalf("enqueue: %v", r)
+		}
+		ids[who] = strings.TrimSpace(r.stdout)
+	}
+	spool := filepath.Join(dir, "state", "outbox")
+	damage := func(who string, fn func([]byte) []byte) {
+		p := filepath.Join(spool, "queue", ids[who])
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(p, fn(b), 0o600)
+	}
+	damage("cut", func(b []byte) []byte { return b[:len(b)-5] })
+	damage("trunc", func(b []byte) []byte { return b[:40] })
+	damage("random", func(b []byte) []byte {
+		r := rand.New(rand.NewPCG(3, 4))
+		for i := range b {
+			b[i] = byte(r.UintN(256))
+		}
+		return b
+	})
+
+	before := treeDigest(t, spool)
+	r := mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, ids["intact"]) || strings.Contains(r.stdout, ids["cut"]) ||
+		!strings.Contains(r.stdout, "3 damaged message files kept aside (not delivered): see mailbot queue corrupt") {
+		t.Fatalf("queue list: %v", r)
+	}
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "dead")
+	if r.code != 0 || !strings.Contains(r.stdout, "3 damaged") {
+		t.Fatalf("queue dead: %v", r)
+	}
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "corrupt")
+	if r.code != 0 || strings.Count(r.stdout, "queue/ (not moved yet)") != 3 {
+		t.Fatalf("queue corrupt: %v", r)
+	}
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "show", ids["cut"])
+	if r.code != 0 || !strings.Contains(r.stdout, "5 missing at the end") || !strings.Contains(r.stdout, "Requeue:      yes") ||
+		!strings.Contains(r.stdout, "Subject: for cut@example.org") {
+		t.Fatalf("queue show (damaged): %v", r)
+	}
+	if after := treeDigest(t, spool); after != before {
+		t.Fatal("read-only queue commands changed the spool")
+	}
+
+	// Delivery moves them to corrupt/ and says so at error level.
+	r = mailbot(t, dir, relayEnv, "exec", "-c", "mailbot.yaml", "--deliver", "noop.lua")
+	if r.code != 0 || strings.Count(r.stderr, "level=ERROR msg=\"outbox: damaged spool file moved to corrupt/") != 3 {
+		t.Fatalf("exec --deliver: %v", r)
+	}
+	for _, who := range []string{"cut", "trunc", "random"} {
+		for _, name := range []string{ids[who], ids[who] + ".note"} {
+			if _, err := os.Stat(filepath.Join(spool, "corrupt", name)); err != nil {
+				t.Errorf("corrupt/%s: %v", name, err)
+			}
+		}
+	}
+	if msgs := srv.Messages(); len(msgs) != 1 || msgs[0].To[0] != "intact@example.org" {
+		t.Fatalf("delivered: %+v", msgs)
+	}
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "corrupt")
+	if r.code != 0 || strings.Count(r.stdout, "corrupt/ (from queue/)") != 3 || !strings.Contains(r.stdout, "no: ") {
+		t.Fatalf("queue corrupt after the move: %v", r)
+	}
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "requeue", ids["random"])
+	if r.code != exitFailure || !strings.Contains(r.stderr, "cannot be requeued") {
+		t.Fatalf("requeue of random bytes: %v", r)
+	}
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "requeue", ids["cut"])
+	if r.code != 0 || !strings.Contains(r.stdout, "recovered from a damaged file") {
+		t.Fatalf("requeue: %v", r)
+	}
+	r = mailbot(t, dir, relayEnv, "exec", "-c", "mailbot.yaml", "--deliver", "noop.lua")
+	if r.code != 0 {
+		t.Fatalf("exec --deliver: %v", r)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 2 || msgs[1].To[0] != "cut@example.org" || subject(t, msgs[1].Data) != "for cut@example.org" {
+		t.Fatalf("recovered message not delivered: %+v", msgs)
+	}
+	// The others are still kept.
+	if r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "list"); !strings.Contains(r.stdout, "2 damaged") {
+		t.Fatalf("queue list: %v", r)
+	}
+}
+
+// TestQueuePendingReason: for a partly delivered message, queue list and
+// show give why the pending recipient waits, and keep the permanent
+// refusal visible as such.
+func TestQueuePendingReason(t *testing.T) {
+	t.Parallel()
+	srv := devtest.Start(t, devserver.Config{
+		Users: map[string]string{"bot": "s3cret"},
+		Hooks: devserver.Hooks{Rcpt: func(to string) *devserver.Reject {
+			switch {
+			case strings.HasPrefix(to, "a-gone@"):
+				return &devserver.Reject{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "no such user"}
+			case strings.HasPrefix(to, "z-busy@"):
+				return &devserver.Reject{Code: 451, Enhanced: [3]int{4, 2, 0}, Message: "mailbox busy"}
+			}
+			return nil
+		}},
+	})
+	dir := relayConfig(t, srv)
+	writeFile(t, filepath.Join(dir, "send.lua"), `
+local mail = require("mail")
+print((mail.send(mail.message{ from = "bot@example.org", to = {"a-gone@example.org", "m-ok@example.org", "z-busy@example.org"}, subject = "s", text = "t" })))`)
+	r := mailbot(t, dir, relayEnv, "exec", "-c", "mailbot.yaml", "--deliver", "send.lua")
+	if r.code == 0 && len(srv.Messages()) != 1 {
+		t.Fatalf("exec --deliver: %v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, "z-busy@example.org: 451 4.2.0 mailbox busy") ||
+		!strings.Contains(r.stdout, "[1 refused permanently: see show]") || strings.Contains(r.stdout, "no such user") {
+		t.Fatalf("queue list: %v", r)
+	}
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "show", id)
+	if r.code != 0 || !strings.Contains(r.stdout, "Waiting:      z-busy@example.org: 451 4.2.0 mailbox busy (temporary; retried)") ||
+		!strings.Contains(r.stdout, "Refused:      a-gone@example.org: 550 5.1.1 no such user (permanent; not retried)") ||
+		!strings.Contains(r.stdout, "Delivered to: m-ok@example.org") || !strings.Contains(r.stdout, "Last reply:   451") {
+		t.Fatalf("queue show: %v", r)
 	}
 }
