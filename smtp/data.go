@@ -219,6 +219,9 @@ func (w *DataWriter) Close() error {
 // Data sends DATA and returns a writer for the message body; see
 // DataWriter. If the server rejects DATA the error is a *DataError.
 func (c *Client) Data(ctx context.Context) (*DataWriter, error) {
+	if err := c.helloFirst(ctx, "DATA"); err != nil {
+		return nil, err
+	}
 	end, err := c.begin(ctx, "DATA")
 	if err != nil {
 		return nil, err
