@@ -49,10 +49,10 @@ type Client struct {
 	// helloAfterTLS records that STARTTLS completed and no hello has been
 	// sent since: RFC 3207 §4.2 requires EHLO before anything else.
 	helloAfterTLS bool
-	esmtp     bool
-	helloRep  Reply
-	ext       map[string]string
-	authMechs []string
+	esmtp         bool
+	helloRep      Reply
+	ext           map[string]string
+	authMechs     []string
 
 	// txUTF8 records whether the transaction in progress announced
 	// SMTPUTF8; it is decided per message and reset by every MAIL.
