@@ -148,17 +148,8 @@ func TestHelloAgainAfterStartTLS(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var got []string
-			seen := false
-			for _, e := range s {
-				if seen && e != "QUIT" {
-					v, _, _ := strings.Cut(e, " ")
-					got = append(got, v)
-				}
-				seen = seen || e == smtptest.TLSEvent
-			}
-			if strings.Join(got, " ") != tc.after {
-				t.Errorf("after the handshake: %q, want %q (session %q)", got, tc.after, s)
+			if got, want := smtptest.VerbsAfterTLS(s), strings.TrimSpace(tc.after+" QUIT"); got != want {
+				t.Errorf("after the handshake: %q, want %q (session %q)", got, want, s)
 			}
 		})
 	}

@@ -327,6 +327,21 @@ func CheckHelloAfterTLS(session []string, next string) error {
 	return fmt.Errorf("%s was not sent after the new hello in %q", next, session)
 }
 
+// VerbsAfterTLS returns the verbs of the commands a session sent after its
+// first TLS handshake, space-separated ("EHLO NOOP QUIT"): a compact form
+// for tests to compare.
+func VerbsAfterTLS(session []string) string {
+	var verbs []string
+	seen := false
+	for _, e := range session {
+		if seen {
+			verbs = append(verbs, verbOfLine(e))
+		}
+		seen = seen || e == TLSEvent
+	}
+	return strings.Join(verbs, " ")
+}
+
 func verbOfLine(line string) string {
 	v, _, _ := strings.Cut(line, " ")
 	return strings.ToUpper(v)
