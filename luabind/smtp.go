@@ -1133,6 +1133,7 @@ func SMTPErrorKind(err error) string {
 		dc *smtp.DisconnectedError
 		pe *smtp.ProtocolError
 		se *smtp.SMTPError
+		ad *smtp.AddressError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -1159,7 +1160,7 @@ func SMTPErrorKind(err error) string {
 		return "SMTPServerDisconnected"
 	case errors.As(err, &se):
 		return "SMTPResponseException"
-	case strings.Contains(err.Error(), "injection"):
+	case errors.As(err, &ad), strings.Contains(err.Error(), "injection"):
 		return "ValueError"
 	}
 	return "SMTPException"
