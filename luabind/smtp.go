@@ -1152,7 +1152,7 @@ func SMTPErrorKind(err error) string {
 		return "SMTPHeloError"
 	case errors.As(err, &ae):
 		return "SMTPAuthenticationError"
-	case errors.As(err, &ns):
+	case errors.As(err, &ns), errors.Is(err, smtp.ErrBinaryMIME):
 		return "SMTPNotSupportedError"
 	case errors.As(err, &ce):
 		return "SMTPConnectError"

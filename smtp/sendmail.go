@@ -31,6 +31,11 @@ var paramExtension = map[string]string{
 // nothing is sent blindly after a HELO fallback or to a server without the
 // extension.
 func (c *Client) checkParams(cmd string, params []string) error {
+	if cmd == "MAIL" {
+		if err := refuseWithDATA(params); err != nil {
+			return err
+		}
+	}
 	for _, p := range params {
 		if err := validateLine(p); err != nil {
 			return err
@@ -58,6 +63,26 @@ func (c *Client) checkParams(cmd string, params []string) error {
 				why = "the session fell back to HELO, so no extension is available"
 			}
 			return &NotSupportedError{Extension: ext, Msg: fmt.Sprintf("%s parameter %s needs %s, but %s", cmd, kw, ext, why)}
+		}
+	}
+	return nil
+}
+
+// ErrBinaryMIME is returned for a transaction declared BODY=BINARYMIME:
+// RFC 3030 §3 requires such a message to be sent with BDAT, and this client
+// sends messages with DATA only. Nothing was sent for the transaction.
+var ErrBinaryMIME = errors.New("smtp: BODY=BINARYMIME needs BDAT (RFC 3030 §3), which this client does not implement yet; " +
+	"send the message as 7bit or BODY=8BITMIME, with binary parts base64-encoded")
+
+// refuseWithDATA is the one check of what a message sent with DATA cannot
+// declare, made on the MAIL parameters before anything is sent. When BDAT
+// (CHUNKING) is implemented, it applies only to transactions that end with
+// DATA.
+func refuseWithDATA(mailParams []string) error {
+	for _, p := range mailParams {
+		kw, val, _ := strings.Cut(p, "=")
+		if strings.EqualFold(kw, "BODY") && strings.EqualFold(val, "BINARYMIME") {
+			return ErrBinaryMIME
 		}
 	}
 	return nil
@@ -252,7 +277,7 @@ func utf8AddrXtext(s string) string {
 func (c *Client) envelope(from string, to []string, msg []byte, o *SendOptions) (mailParams []string, rcptParams [][]string, err error) {
 	mailParams = append(mailParams, o.MailParams...)
 	if c.HasExtension("SIZE") && !hasParam(mailParams, "SIZE") {
-		mailParams = append(mailParams, "SIZE="+strconv.Itoa(len(msg)))
+		mailParams = append(mailParams, "SIZE="+strconv.Itoa(wireSize(msg)))
 	}
 	if c.HasExtension("8BITMIME") && !hasParam(mailParams, "BODY") && has8bit(msg) {
 		mailParams = append(mailParams, "BODY=8BITMIME")
