@@ -200,9 +200,27 @@ func registerSMTPTypes(L *lua.LState, opts *SMTPOptions) {
 	emt := L.NewTypeMetatable(smtpErrorTypeName)
 	L.SetField(emt, "__tostring", L.NewFunction(func(L *lua.LState) int {
 		t := L.CheckTable(1)
-		L.Push(lua.LString(L.GetField(t, "kind").String() + ": " + L.GetField(t, "message").String()))
+		L.Push(lua.LString(L.GetField(t, "kind").String() + ": " + errorDetail(t)))
 		return 1
 	}))
+}
+
+// errorDetailKey names the field of an error table's own metatable that
+// holds the full description of the failure ("sender <a@b> refused: MAIL:
+// 553 5.7.1 ..."). It lives in the metatable so that the table itself keeps
+// exactly the documented fields while tostring and the logs keep the
+// context that message, the server's own words, leaves out.
+const errorDetailKey = "__detail"
+
+// errorDetail returns the full description of an error table: the detail
+// in its metatable, or its message for tables built elsewhere.
+func errorDetail(t *lua.LTable) string {
+	if mt, ok := t.Metatable.(*lua.LTable); ok {
+		if d, ok := mt.RawGetString(errorDetailKey).(lua.LString); ok {
+			return string(d)
+		}
+	}
+	return t.RawGetString("message").String()
 }
 
 func checkClient(L *lua.LState, n int) *luaClient {
@@ -1115,6 +1133,7 @@ func SMTPErrorKind(err error) string {
 		dc *smtp.DisconnectedError
 		pe *smtp.ProtocolError
 		se *smtp.SMTPError
+		ad *smtp.AddressError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -1133,7 +1152,7 @@ func SMTPErrorKind(err error) string {
 		return "SMTPHeloError"
 	case errors.As(err, &ae):
 		return "SMTPAuthenticationError"
-	case errors.As(err, &ns):
+	case errors.As(err, &ns), errors.Is(err, smtp.ErrBinaryMIME):
 		return "SMTPNotSupportedError"
 	case errors.As(err, &ce):
 		return "SMTPConnectError"
@@ -1141,7 +1160,7 @@ func SMTPErrorKind(err error) string {
 		return "SMTPServerDisconnected"
 	case errors.As(err, &se):
 		return "SMTPResponseException"
-	case strings.Contains(err.Error(), "injection"):
+	case errors.As(err, &ad), strings.Contains(err.Error(), "injection"):
 		return "ValueError"
 	}
 	return "SMTPException"
@@ -1150,10 +1169,14 @@ func SMTPErrorKind(err error) string {
 // raiseSMTP raises err as a structured Lua error table.
 func raiseSMTP(L *lua.LState, err error) {
 	t := L.NewTable()
+	detail := strings.TrimPrefix(err.Error(), "smtp: ")
 	t.RawSetString("kind", lua.LString(SMTPErrorKind(err)))
-	t.RawSetString("message", lua.LString(strings.TrimPrefix(err.Error(), "smtp: ")))
+	t.RawSetString("message", lua.LString(detail))
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
+		// The server's own words, as smtplib's smtp_error has them; the
+		// context (command, code, what was refused) stays in the detail.
+		t.RawSetString("message", lua.LString(se.ReplyText()))
 		t.RawSetString("code", lua.LNumber(se.Code))
 		if !se.Enhanced.IsZero() {
 			t.RawSetString("enhanced", lua.LString(se.Enhanced.String()))
@@ -1177,7 +1200,12 @@ func raiseSMTP(L *lua.LState, err error) {
 	if where := luaWhere(L); where != "" {
 		t.RawSetString("where", lua.LString(where))
 	}
-	L.SetMetatable(t, L.GetTypeMetatable(smtpErrorTypeName))
+	// Each error gets its own metatable, carrying its detail next to the
+	// shared __tostring.
+	mt := L.CreateTable(0, 2)
+	mt.RawSetString("__tostring", L.GetField(L.GetTypeMetatable(smtpErrorTypeName), "__tostring"))
+	mt.RawSetString(errorDetailKey, lua.LString(detail))
+	L.SetMetatable(t, mt)
 	L.Error(t, 0)
 }
 
@@ -1197,7 +1225,7 @@ func DescribeError(err error) string {
 	if kind == lua.LNil && msg == lua.LNil {
 		return err.Error()
 	}
-	s := msg.String()
+	s := errorDetail(t)
 	if kind != lua.LNil {
 		s = kind.String() + ": " + s
 	}

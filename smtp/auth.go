@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/xdg-go/stringprep"
 )
 
 // Mechanism is the client side of one SASL mechanism (RFC 4422) for SMTP
@@ -37,7 +39,15 @@ func PlainAuth(identity, username, password string) Mechanism {
 type plainAuth struct{ identity, username, password string }
 
 func (a *plainAuth) Name() string { return "PLAIN" }
+
+// Start sends the credentials as given: RFC 4616 §2 leaves their
+// preparation (SASLprep is recommended) to the server, which compares them
+// with its own records, so the client must not alter them. NUL separates
+// the fields and may not appear in them.
 func (a *plainAuth) Start() ([]byte, error) {
+	if strings.Contains(a.identity+a.username+a.password, "\x00") {
+		return nil, errors.New("the identity, user name or password contains NUL, which PLAIN cannot carry (RFC 4616 §2)")
+	}
 	return []byte(a.identity + "\x00" + a.username + "\x00" + a.password), nil
 }
 func (a *plainAuth) Next([]byte) ([]byte, error) {
@@ -120,17 +130,70 @@ func (a *xoauth2Auth) Next([]byte) ([]byte, error) {
 
 // ScramSHA256Auth returns the SCRAM-SHA-256 mechanism (RFC 7677), which
 // proves the password without sending it and authenticates the server too.
-// User names are not SASLprep-normalised; pass them in normalised form.
+// The user name and password are prepared with SASLprep (RFC 4013) as
+// RFC 5802 §5.1 requires, so that, for example, a password typed with a
+// no-break space or in a different Unicode normalisation form gives the same
+// proof as the one the server stored. Credentials SASLprep refuses (control
+// characters, for example) make Start fail with a *SASLprepError before
+// anything is sent.
 func ScramSHA256Auth(username, password string) Mechanism {
 	return &scramAuth{username: username, password: password}
 }
 
+// SASLprepError reports credentials that SASLprep (RFC 4013) refuses, so
+// SCRAM cannot use them. Nothing was sent; Login goes on with the next
+// mechanism the server offers.
+type SASLprepError struct {
+	// Field is "user name" or "password".
+	Field string
+	// Err is the cause. For a password it does not name the character.
+	Err error
+}
+
+func (e *SASLprepError) Error() string {
+	return fmt.Sprintf("the %s is not valid under SASLprep (RFC 4013), which SCRAM requires: %v", e.Field, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *SASLprepError) Unwrap() error { return e.Err }
+
+// saslprepQuery is SASLprep for query strings: RFC 5802 §5.1 prepares the
+// SCRAM user name as a query (code points unassigned in Unicode 3.2
+// allowed) and the password as a stored string (they are prohibited), while
+// stringprep.SASLprep implements stored strings only.
+var saslprepQuery = func() stringprep.Profile {
+	p := stringprep.SASLprep
+	p.Prohibits = nil
+	for _, set := range stringprep.SASLprep.Prohibits {
+		if len(set) > 0 && &set[0] == &stringprep.TableA1[0] {
+			continue
+		}
+		p.Prohibits = append(p.Prohibits, set)
+	}
+	return p
+}()
+
+// saslprep prepares s with profile p. Printable ASCII, the usual case, is
+// left as it is: SASLprep maps, normalises and prohibits none of it.
+func saslprep(p stringprep.Profile, s string) (string, error) {
+	ascii := true
+	for i := 0; i < len(s) && ascii; i++ {
+		ascii = s[i] >= 0x20 && s[i] < 0x7f
+	}
+	if ascii {
+		return s, nil
+	}
+	return p.Prepare(s)
+}
+
 type scramAuth struct {
 	username, password string
-	clientNonce        string
-	clientFirstBare    string
-	serverSignature    []byte
-	step               int
+	// prepared is the SASLprep-ed password the proof is computed from.
+	prepared        string
+	clientNonce     string
+	clientFirstBare string
+	serverSignature []byte
+	step            int
 }
 
 func (a *scramAuth) Name() string { return "SCRAM-SHA-256" }
@@ -140,8 +203,15 @@ func (a *scramAuth) Start() ([]byte, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
+	user, err := saslprep(saslprepQuery, a.username)
+	if err != nil {
+		return nil, &SASLprepError{Field: "user name", Err: err}
+	}
+	if a.prepared, err = saslprep(stringprep.SASLprep, a.password); err != nil {
+		return nil, &SASLprepError{Field: "password", Err: errors.New("it contains a prohibited character (a control, private-use or unassigned code point)")}
+	}
 	a.clientNonce = base64.RawStdEncoding.EncodeToString(nonce)
-	a.clientFirstBare = "n=" + scramEscape(a.username) + ",r=" + a.clientNonce
+	a.clientFirstBare = "n=" + scramEscape(user) + ",r=" + a.clientNonce
 	a.step = 0
 	return []byte("n,," + a.clientFirstBare), nil
 }
@@ -179,7 +249,7 @@ func (a *scramAuth) clientFinal(serverFirst string) ([]byte, error) {
 	if err != nil || iter < 1 || iter > 1<<20 {
 		return nil, fmt.Errorf("bad iteration count %q", iterStr)
 	}
-	salted := pbkdf2SHA256([]byte(a.password), salt, iter)
+	salted := pbkdf2SHA256([]byte(a.prepared), salt, iter)
 	clientKey := hmacSHA256(salted, []byte("Client Key"))
 	storedKey := sha256.Sum256(clientKey)
 	withoutProof := "c=biws,r=" + nonce
@@ -281,6 +351,12 @@ func (c *Client) Login(ctx context.Context, username, password string) error {
 		lastErr = err
 		var se *SMTPError
 		if errors.As(err, &se) && mechanismRefused(se.Code) && !c.closed {
+			continue
+		}
+		// Credentials SCRAM cannot prepare: nothing was sent, and a
+		// mechanism that sends them as they are may still work.
+		var pe *SASLprepError
+		if errors.As(err, &pe) {
 			continue
 		}
 		return err

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -41,5 +42,59 @@ func TestScramSHA256RFC7677(t *testing.T) {
 	c.Start()
 	if _, err := c.Next([]byte("r=someone-elses-nonce,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096")); err == nil {
 		t.Fatal("a server nonce that does not extend the client's was accepted")
+	}
+}
+
+// TestScramSASLprep runs the RFC 7677 exchange with credentials that
+// SASLprep (RFC 4013) maps to the RFC's "user" and "pencil" (characters
+// mapped to nothing, compatibility forms NFKC folds). The proof must be the
+// RFC's byte for byte, which it is only if the client prepared both.
+func TestScramSASLprep(t *testing.T) {
+	const (
+		nonce       = "rOprNGfwEbeRWgbNEkqO"
+		serverFirst = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+		clientFinal = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+	)
+	tests := []struct{ name, user, pass string }{
+		{"soft hyphens", "us\u00ader", "pen\u00adcil"},
+		{"fullwidth letters (NFKC)", "\uff55\uff53\uff45\uff52", "\uff50\uff45\uff4e\uff43\uff49\uff4c"},
+		{"zero-width joiner and variation selector", "u\u200dser", "pencil\ufe0f"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := ScramSHA256Auth(tc.user, tc.pass).(*scramAuth)
+			first, err := a.Start()
+			if err != nil || !strings.HasPrefix(string(first), "n,,n=user,r=") {
+				t.Fatalf("client-first %q, %v: want the prepared user name", first, err)
+			}
+			a.clientNonce, a.clientFirstBare = nonce, "n=user,r="+nonce
+			got, err := a.Next([]byte(serverFirst))
+			if err != nil || string(got) != clientFinal {
+				t.Fatalf("client-final:\n got %q, %v\nwant %q", got, err, clientFinal)
+			}
+		})
+	}
+
+	// Prohibited: a control character in the password, an unassigned code
+	// point (U+0221 is unassigned in Unicode 3.2) in the password; the user
+	// name is a query string, where unassigned code points are allowed.
+	for _, tc := range []struct {
+		user, pass, field string
+	}{
+		{"user", "pen\acil", "password"},
+		{"user", "pen\u0221cil", "password"},
+		{"us\u0000er", "pencil", "user name"},
+	} {
+		_, err := ScramSHA256Auth(tc.user, tc.pass).Start()
+		var pe *SASLprepError
+		if !errors.As(err, &pe) || pe.Field != tc.field {
+			t.Errorf("Start(%q, %q) = %v, want a *SASLprepError for the %s", tc.user, tc.pass, err, tc.field)
+		}
+		if err != nil && strings.Contains(err.Error(), "cil") {
+			t.Errorf("the error reveals the password: %v", err)
+		}
+	}
+	if first, err := ScramSHA256Auth("d\u0221", "pencil").Start(); err != nil || !strings.HasPrefix(string(first), "n,,n=d\u0221,") {
+		t.Errorf("user name with an unassigned code point: %q, %v", first, err)
 	}
 }

@@ -46,10 +46,13 @@ type Client struct {
 
 	greeting  Reply
 	helloDone bool
-	esmtp     bool
-	helloRep  Reply
-	ext       map[string]string
-	authMechs []string
+	// helloAfterTLS records that STARTTLS completed and no hello has been
+	// sent since: RFC 3207 §4.2 requires EHLO before anything else.
+	helloAfterTLS bool
+	esmtp         bool
+	helloRep      Reply
+	ext           map[string]string
+	authMechs     []string
 
 	// txUTF8 records whether the transaction in progress announced
 	// SMTPUTF8; it is decided per message and reset by every MAIL.
@@ -288,6 +291,9 @@ func (c *Client) cmd(ctx context.Context, op, line string) (Reply, error) {
 }
 
 func (c *Client) cmdShown(ctx context.Context, op, line, shown string) (Reply, error) {
+	if err := c.helloFirst(ctx, op); err != nil {
+		return Reply{}, err
+	}
 	end, err := c.begin(ctx, op)
 	if err != nil {
 		return Reply{}, err
@@ -318,6 +324,24 @@ func (c *Client) Close() error {
 	return c.conn.Close()
 }
 
+// isHello reports whether verb greets the server (EHLO, HELO, LHLO).
+func isHello(verb string) bool {
+	return verb == "EHLO" || verb == "HELO" || verb == "LHLO"
+}
+
+// helloFirst sends EHLO (with the usual HELO fallback) before the command
+// verb when STARTTLS completed and no hello followed it yet. RFC 3207 §4.2:
+// the client must discard what it knew and greet the server again before
+// anything else. Every command path goes through here, raw ones included,
+// so DoCmd("NOOP") after StartTLS is safe too. A hello itself and QUIT,
+// which ends the session anyway, are sent as they are.
+func (c *Client) helloFirst(ctx context.Context, verb string) error {
+	if !c.helloAfterTLS || isHello(verb) || verb == "QUIT" {
+		return nil
+	}
+	return c.EhloOrHeloIfNeeded(ctx)
+}
+
 // Ehlo sends EHLO (LHLO for LMTP) and records the extensions the server
 // advertises. A negative reply is returned as an *SMTPError together with
 // the reply.
@@ -337,7 +361,7 @@ func (c *Client) Ehlo(ctx context.Context) (Reply, error) {
 		return rep, replyError(verb, rep)
 	}
 	c.ext, c.authMechs = parseEhlo(rep.Lines)
-	c.esmtp, c.helloDone, c.helloRep = true, true, rep
+	c.esmtp, c.helloDone, c.helloRep, c.helloAfterTLS = true, true, rep, false
 	return rep, nil
 }
 
@@ -354,7 +378,7 @@ func (c *Client) Helo(ctx context.Context) (Reply, error) {
 		return rep, replyError("HELO", rep)
 	}
 	c.ext, c.authMechs = nil, nil
-	c.esmtp, c.helloDone, c.helloRep = false, true, rep
+	c.esmtp, c.helloDone, c.helloRep, c.helloAfterTLS = false, true, rep, false
 	return rep, nil
 }
 
@@ -492,23 +516,43 @@ func validKeyword(s string) bool {
 // the server's reply, like smtplib's docmd. A negative reply is not an error:
 // only I/O failures, malformed replies and CR/LF in line are. Raw commands do
 // not update the client's state (a raw STARTTLS or DATA is the caller's
-// responsibility).
+// responsibility), with one exception: after StartTLS the client sends EHLO
+// before the first raw command unless that command is itself EHLO, HELO or
+// LHLO (a raw hello answered with 250 counts as the new greeting).
 func (c *Client) DoCmd(ctx context.Context, line string) (Reply, error) {
 	if err := validateLine(line); err != nil {
 		return Reply{}, err
 	}
+	verb := rawVerb(line)
+	rep, err := c.cmdShown(ctx, verb, line, redactRaw(line))
+	if err == nil && isHello(verb) && rep.Code == 250 {
+		c.helloAfterTLS = false
+	}
+	return rep, err
+}
+
+// rawVerb returns the upper-cased first word of a raw command line.
+func rawVerb(line string) string {
 	verb, _, _ := strings.Cut(line, " ")
-	return c.cmdShown(ctx, strings.ToUpper(verb), line, redactRaw(line))
+	return strings.ToUpper(verb)
 }
 
 // PutCmd sends a command line without reading a reply, like smtplib's
-// putcmd. Pair it with GetReply.
+// putcmd. Pair it with GetReply. After StartTLS the client first sends EHLO
+// (and reads its reply) unless line is itself a hello, as DoCmd does; a raw
+// hello sent here counts as the new greeting, since its reply is the
+// caller's to read.
 func (c *Client) PutCmd(ctx context.Context, line string) error {
 	if err := validateLine(line); err != nil {
 		return err
 	}
-	verb, _, _ := strings.Cut(line, " ")
-	op := strings.ToUpper(verb)
+	op := rawVerb(line)
+	if err := c.helloFirst(ctx, op); err != nil {
+		return err
+	}
+	if isHello(op) {
+		c.helloAfterTLS = false
+	}
 	end, err := c.begin(ctx, op)
 	if err != nil {
 		return err

@@ -115,7 +115,9 @@ func (d *Dialer) configure(c *Client) {
 
 // Dial connects to addr ("host:port") over TCP and prepares the session as
 // the TLSMode says: with TLSStartTLS it sends EHLO and STARTTLS, so that the
-// returned client is encrypted and ready for Login. Every failure is a
+// returned client is encrypted and ready for Login. Like StartTLS, it leaves
+// the new greeting to the first command, which sends EHLO before anything
+// else (RFC 3207 §4.2). Every failure is a
 // *ConnectError, *TLSError, *TimeoutError or *NotSupportedError, and leaves
 // no connection open.
 func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
@@ -291,8 +293,10 @@ func CertificateFingerprint(cert *x509.Certificate) [32]byte {
 
 // StartTLS upgrades the session with STARTTLS (RFC 3207), sending EHLO first
 // if needed. config may be nil. Afterwards the client forgets the server's
-// extensions (they must be asked again; the next command sends EHLO
-// automatically) and discards anything the server sent before the
+// extensions and, as RFC 3207 §4.2 requires, greets the server again before
+// anything else: call Ehlo, as smtplib users do, or let the next command
+// (any of them, DoCmd and PutCmd included; QUIT excepted) send EHLO with the
+// same LocalName first. It also discards anything the server sent before the
 // handshake, which would otherwise be read as if it came over TLS
 // (CVE-2011-0411-style response injection). If the server does not offer
 // STARTTLS the error is a *NotSupportedError; if it rejects the command, an
@@ -339,5 +343,6 @@ func (c *Client) StartTLS(ctx context.Context, config *tls.Config) error {
 	c.tlsState = &st
 	c.debug.note("TLS established: %s, %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	c.helloDone, c.esmtp, c.ext, c.authMechs = false, false, nil, nil
+	c.helloAfterTLS = true
 	return nil
 }

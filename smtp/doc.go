@@ -18,12 +18,16 @@
 //   - safe defaults: TLS 1.2 minimum, certificates verified, optional
 //     SHA-256 pinning, no AUTH over an unencrypted connection (loopback
 //     included) unless the caller allows it, STARTTLS response-injection
-//     protection, CR/LF/NUL rejected in every argument;
+//     protection and a new EHLO before any other command after STARTTLS
+//     (RFC 3207 §4.2), CR/LF/NUL rejected in every argument, envelope
+//     addresses that would add ESMTP parameters refused (AddressError);
 //   - PIPELINING (RFC 2920) of MAIL, RCPT and DATA, SIZE (RFC 1870),
 //     8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), DSN (RFC 3461) with
 //     xtext-encoded ENVID/ORCPT and per-recipient NOTIFY, REQUIRETLS
 //     (RFC 8689), enhanced status codes (RFC 3463), AUTH (RFC 4954) with
-//     SCRAM-SHA-256, CRAM-MD5, PLAIN, LOGIN and XOAUTH2, LMTP (RFC 2033);
+//     SCRAM-SHA-256 (SASLprep, RFC 4013), CRAM-MD5, PLAIN, LOGIN and
+//     XOAUTH2, LMTP (RFC 2033); BODY=BINARYMIME is refused (ErrBinaryMIME)
+//     until BDAT is implemented;
 //   - SendBatch, which sends the next message's envelope together with the
 //     previous message's final dot (RFC 2920 §3.1): one round trip per
 //     message instead of two;

@@ -63,6 +63,20 @@ func (e *SMTPError) Error() string {
 	return b.String()
 }
 
+// ReplyText returns the reply text as the server sent it after the code,
+// like smtplib's smtp_error: lines joined with "\n", the enhanced status
+// code kept at the start when the server sent one ("5.1.1 user unknown").
+// Message is the same text without the enhanced code.
+func (e *SMTPError) ReplyText() string {
+	if e.Enhanced.IsZero() {
+		return e.Message
+	}
+	if e.Message == "" || e.Message[0] == '\n' {
+		return e.Enhanced.String() + e.Message
+	}
+	return e.Enhanced.String() + " " + e.Message
+}
+
 // Temporary reports whether the failure is transient (a 4yz reply), so the
 // same command may succeed later.
 func (e *SMTPError) Temporary() bool { return e.Code >= 400 && e.Code < 500 }

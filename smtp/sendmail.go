@@ -31,6 +31,11 @@ var paramExtension = map[string]string{
 // nothing is sent blindly after a HELO fallback or to a server without the
 // extension.
 func (c *Client) checkParams(cmd string, params []string) error {
+	if cmd == "MAIL" {
+		if err := refuseWithDATA(params); err != nil {
+			return err
+		}
+	}
 	for _, p := range params {
 		if err := validateLine(p); err != nil {
 			return err
@@ -58,6 +63,26 @@ func (c *Client) checkParams(cmd string, params []string) error {
 				why = "the session fell back to HELO, so no extension is available"
 			}
 			return &NotSupportedError{Extension: ext, Msg: fmt.Sprintf("%s parameter %s needs %s, but %s", cmd, kw, ext, why)}
+		}
+	}
+	return nil
+}
+
+// ErrBinaryMIME is returned for a transaction declared BODY=BINARYMIME:
+// RFC 3030 §3 requires such a message to be sent with BDAT, and this client
+// sends messages with DATA only. Nothing was sent for the transaction.
+var ErrBinaryMIME = errors.New("smtp: BODY=BINARYMIME needs BDAT (RFC 3030 §3), which this client does not implement yet; " +
+	"send the message as 7bit or BODY=8BITMIME, with binary parts base64-encoded")
+
+// refuseWithDATA is the one check of what a message sent with DATA cannot
+// declare, made on the MAIL parameters before anything is sent. When BDAT
+// (CHUNKING) is implemented, it applies only to transactions that end with
+// DATA.
+func refuseWithDATA(mailParams []string) error {
+	for _, p := range mailParams {
+		kw, val, _ := strings.Cut(p, "=")
+		if strings.EqualFold(kw, "BODY") && strings.EqualFold(val, "BINARYMIME") {
+			return ErrBinaryMIME
 		}
 	}
 	return nil
@@ -108,12 +133,15 @@ func hasParam(params []string, kw string) bool {
 
 // Mail sends MAIL FROM:<from> with optional parameters ("SIZE=1000",
 // "BODY=8BITMIME", "RET=HDRS"...), sending EHLO first if needed. An empty
-// from is the null sender <>. A non-ASCII address adds SMTPUTF8 when the
+// from is the null sender <>. One pair of angle brackets around from is
+// accepted and removed; an address that would add to the command ("<", ">",
+// spaces or quotes outside a quoted local part) is an *AddressError. A non-ASCII address adds SMTPUTF8 when the
 // server offers it. A parameter the server did not advertise is refused with
 // a *NotSupportedError before anything is sent. If the server rejects the
 // command, the error is a *SenderRefusedError wrapping the *SMTPError.
 func (c *Client) Mail(ctx context.Context, from string, params ...string) error {
-	if err := validateLine(from); err != nil {
+	from, err := envelopeAddress("sender", from)
+	if err != nil {
 		return err
 	}
 	if err := c.EhloOrHeloIfNeeded(ctx); err != nil {
@@ -154,10 +182,12 @@ func pathLine(prefix, addr string, params []string) string {
 }
 
 // Rcpt sends RCPT TO:<to> with optional parameters ("NOTIFY=SUCCESS"). A
-// non-ASCII address needs a transaction started with SMTPUTF8. If the server
+// non-ASCII address needs a transaction started with SMTPUTF8. The address
+// is checked as in Mail. If the server
 // rejects the command, the error is an *SMTPError.
 func (c *Client) Rcpt(ctx context.Context, to string, params ...string) error {
-	if err := validateLine(to); err != nil {
+	to, err := envelopeAddress("recipient", to)
+	if err != nil {
 		return err
 	}
 	if !isASCII(to) && !c.txUTF8 {
@@ -247,7 +277,7 @@ func utf8AddrXtext(s string) string {
 func (c *Client) envelope(from string, to []string, msg []byte, o *SendOptions) (mailParams []string, rcptParams [][]string, err error) {
 	mailParams = append(mailParams, o.MailParams...)
 	if c.HasExtension("SIZE") && !hasParam(mailParams, "SIZE") {
-		mailParams = append(mailParams, "SIZE="+strconv.Itoa(len(msg)))
+		mailParams = append(mailParams, "SIZE="+strconv.Itoa(wireSize(msg)))
 	}
 	if c.HasExtension("8BITMIME") && !hasParam(mailParams, "BODY") && has8bit(msg) {
 		mailParams = append(mailParams, "BODY=8BITMIME")
@@ -324,7 +354,8 @@ func (c *Client) SendMail(ctx context.Context, from string, to []string, msg []b
 		opts = &SendOptions{}
 	}
 	// Reject injection attempts before anything, EHLO included, is sent.
-	if err := validateAll(from, to, opts); err != nil {
+	from, to, err := checkEnvelope(from, to, opts)
+	if err != nil {
 		return nil, err
 	}
 	if err := c.EhloOrHeloIfNeeded(ctx); err != nil {
@@ -546,10 +577,12 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 		if opts == nil {
 			opts = &SendOptions{}
 		}
-		if err := validateAll(m.From, m.To, opts); err != nil {
+		from, to, err := checkEnvelope(m.From, m.To, opts)
+		if err != nil {
 			res[i].Err = err
 			continue
 		}
+		m.From, m.To = from, to
 		mailParams, rcptParams, err := c.envelope(m.From, m.To, m.Data, opts)
 		if err != nil {
 			res[i].Err = err
@@ -652,22 +685,90 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 	return res
 }
 
-// validateAll applies validateLine to an envelope and its parameters.
-func validateAll(from string, to []string, o *SendOptions) error {
-	if err := validateLine(from); err != nil {
-		return err
+// checkEnvelope checks an envelope and its parameters for injection and
+// returns the addresses as they go on the wire (see envelopeAddress). The
+// caller's slice is not modified.
+func checkEnvelope(from string, to []string, o *SendOptions) (string, []string, error) {
+	from, err := envelopeAddress("sender", from)
+	if err != nil {
+		return "", nil, err
 	}
-	for _, r := range to {
-		if err := validateLine(r); err != nil {
-			return err
+	out := make([]string, len(to))
+	for i, r := range to {
+		if out[i], err = envelopeAddress("recipient", r); err != nil {
+			return "", nil, err
 		}
 	}
 	for _, ps := range append([][]string{o.MailParams, o.RcptParams}, mapValues(o.RcptParamsFor)...) {
 		for _, p := range ps {
 			if err := validateLine(p); err != nil {
-				return err
+				return "", nil, err
 			}
 		}
 	}
-	return nil
+	return from, out, nil
+}
+
+// AddressError reports an envelope address that would change the command
+// it is sent in: a ">" that ends the path early and lets the rest pass as
+// ESMTP parameters ("a@example.com> RET=FULL"), a second pair of brackets,
+// a space. Nothing was sent for the command.
+type AddressError struct {
+	// Role is "sender" or "recipient".
+	Role string
+	// Address is the address as given.
+	Address string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+func (e *AddressError) Error() string {
+	return fmt.Sprintf("smtp: %s address %q refused: %s", e.Role, truncate(e.Address, 80), e.Reason)
+}
+
+// envelopeAddress returns addr as it goes between the angle brackets of
+// MAIL FROM or RCPT TO. One pair of surrounding brackets is accepted and
+// removed ("<a@example.com>" is a@example.com). Any other "<", ">", space,
+// tab or double quote is refused unless it is inside a quoted local part
+// ("\"john doe\"@example.com", RFC 5321 §4.1.2), since the server would
+// read it as the end of the path or the start of a parameter. CR, LF and
+// NUL are refused as injection, as on every command line.
+func envelopeAddress(role, addr string) (string, error) {
+	if err := validateLine(addr); err != nil {
+		return "", err
+	}
+	a := addr
+	if len(a) >= 2 && a[0] == '<' && a[len(a)-1] == '>' {
+		a = a[1 : len(a)-1]
+	}
+	rest := a
+	if strings.HasPrefix(a, `"`) {
+		end := closingQuote(a)
+		if end < 0 {
+			return "", &AddressError{Role: role, Address: addr, Reason: "the quoted local part has no closing quote"}
+		}
+		rest = a[end+1:]
+		if rest != "" && rest[0] != '@' {
+			return "", &AddressError{Role: role, Address: addr, Reason: "a quoted local part must be followed by @domain"}
+		}
+	}
+	if i := strings.IndexAny(rest, "<> \t\""); i >= 0 {
+		return "", &AddressError{Role: role, Address: addr,
+			Reason: fmt.Sprintf("%q outside a quoted local part would end the address early (give the bare address, or one pair of <>)", rest[i])}
+	}
+	return a, nil
+}
+
+// closingQuote returns the index of the quote that ends the quoted string
+// starting at s[0], honouring backslash escapes, or -1.
+func closingQuote(s string) int {
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return i
+		}
+	}
+	return -1
 }

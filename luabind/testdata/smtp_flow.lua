@@ -114,6 +114,18 @@ function TestErrorKinds(t)
 
   k, err = kind_of(function()
     local c = smtp.connect{ host = "127.0.0.1", port = PORT, account = "dev" }
+    c:sendmail("alice@example.org> RET=FULL ENVID=x", { "bob@example.org" }, "x")
+  end)
+  t:eq(k, "ValueError", "parameters smuggled through the sender address")
+  k, err = kind_of(function()
+    local c = smtp.connect{ host = "127.0.0.1", port = PORT, account = "dev" }
+    c:mail("alice@example.org")
+    c:rcpt("<<bob@example.org>>")
+  end)
+  t:eq(k, "ValueError", "double brackets in rcpt")
+
+  k, err = kind_of(function()
+    local c = smtp.connect{ host = "127.0.0.1", port = PORT, account = "dev" }
     c:sendmail("alice@example.org", { "bob@example.org" }, "x", { mail_options = { "RET=FULL" }, dsn = { envid = "x" } })
   end)
   t:eq(k, nil, "DSN is offered by the dev server")
