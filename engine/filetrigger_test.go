@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -324,7 +325,7 @@ func TestFileTriggerFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"error: line 1: unknown column", "attempts: 1", "failed_at: 2025-03-03T07:00:02Z", "file: " + src} {
+	for _, want := range []string{"error: line 1: unknown column", "attempts: 1", "failed_at: 2025-03-03T07:00:02Z", "file: " + strconv.Quote(src)} {
 		if !strings.Contains(string(note), want) {
 			t.Errorf("error note lacks %q:\n%s", want, note)
 		}
@@ -339,6 +340,47 @@ func TestFileTriggerFailure(t *testing.T) {
 	}
 	h.clock.Advance(time.Hour)
 	h.expectReady()
+}
+
+// TestFileTriggerErrorNoteQuotesName drops a file whose name holds a
+// newline and a forged field, and fails it with a multi-line error that
+// tries the same: the note keeps one line per field.
+func TestFileTriggerErrorNoteQuotesName(t *testing.T) {
+	dir := t.TempDir()
+	h := newFT(t, nil, FileSpec{Dir: dir}, FileTriggerOptions{})
+	src := filepath.Join(dir, "x\nerror: forged\rattempts: 0.csv")
+	h.drop(src, "data")
+	h.settle()
+	rf := h.expectReady(src)[src]
+	d := h.complete(rf, errors.New("boom\nfile: /etc/passwd\r\nattempts: 99"))
+	note, err := os.ReadFile(d.Path + ".error")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSuffix(string(note), "\n"), "\n") {
+		if strings.HasPrefix(line, "  ") {
+			continue // continuation of the error
+		}
+		key, _, ok := strings.Cut(line, ": ")
+		if !ok {
+			t.Errorf("note line %q is neither a field nor a continuation", line)
+		}
+		fields[key]++
+	}
+	for _, key := range []string{"file", "sha256", "failed_at", "attempts", "error"} {
+		if fields[key] != 1 {
+			t.Errorf("field %q appears %d times in the note:\n%s", key, fields[key], note)
+		}
+	}
+	if len(fields) != 5 {
+		t.Errorf("note has fields %v:\n%s", fields, note)
+	}
+	for _, want := range []string{"file: " + strconv.Quote(src) + "\n", "attempts: 1\n", "error: boom\n  file: /etc/passwd\\r\n  attempts: 99\n"} {
+		if !strings.Contains(string(note), want) {
+			t.Errorf("note lacks %q:\n%s", want, note)
+		}
+	}
 }
 
 func TestFileTriggerRetryWithBackoff(t *testing.T) {

@@ -398,7 +398,7 @@ func (w *Watcher) addTree(dir string, report bool) error {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil // removed while walking
 			}
-			return fmt.Errorf("engine: watch %s: %w", path, err)
+			return fmt.Errorf("engine: watch %q: %w", path, err)
 		}
 		if d.IsDir() {
 			if path != dir && w.skipDir(path) {
@@ -408,7 +408,7 @@ func (w *Watcher) addTree(dir string, report bool) error {
 				return nil // added by NewWatcher
 			}
 			if err := w.fs.Add(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("engine: watch %s: %w", path, err)
+				return fmt.Errorf("engine: watch %q: %w", path, err)
 			}
 			return nil
 		}
