@@ -109,6 +109,7 @@ type Engine struct {
 	stats struct {
 		loads, loadErrors, runs, runErrors, timeouts, skipped atomic.Int64
 	}
+	scriptRescans atomic.Int64 // scripts dir rescans after lost events, for tests
 }
 
 // New prepares an engine; nothing runs until Run.
@@ -260,6 +261,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // loaded and removes the ones that are gone, for when watcher events were
 // lost.
 func (e *Engine) rescanScripts() {
+	e.scriptRescans.Add(1)
 	names, err := filepath.Glob(filepath.Join(e.cfg.ScriptsDir, "*.lua"))
 	if err != nil {
 		e.log.Error("rescanning scripts dir", "dir", e.cfg.ScriptsDir, "error", err)

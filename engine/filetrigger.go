@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -151,6 +152,10 @@ type FileTriggerOptions struct {
 	// filesystem event has been taken into account. Tests driving a
 	// FakeClock use it to know when they may Advance.
 	Observed func(path string, op Op)
+
+	// source replaces the watcher's fsnotify source; tests inject events
+	// and errors through it.
+	source eventSource
 }
 
 // ReadyFile is a complete file, handed to the script handler.
@@ -243,6 +248,8 @@ type FileTrigger struct {
 	outJobs     []fileJob
 	outstanding int // jobs handed out, results not yet back
 	barriers    []chan int
+
+	rescans atomic.Int64 // folder rescans after lost events, for tests
 }
 
 type phase int
@@ -389,6 +396,7 @@ func (t *FileTrigger) Start() error {
 		SkipDir:   t.skipDir,
 		Clock:     t.clock,
 		Hub:       t.opts.Hub,
+		source:    t.opts.source,
 	})
 	if err != nil {
 		return fmt.Errorf("engine: on_file %s: %w", t.root, err)
@@ -522,8 +530,10 @@ func (t *FileTrigger) run() {
 			}
 			t.pushError(err)
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				// Events were lost: look at the folder again. Versions
-				// already handled are recognised by the ledger.
+				// Events were lost: look at the folder again, once per
+				// burst (the Watcher reports a burst as one error).
+				// Versions already handled are recognised by the ledger.
+				t.rescans.Add(1)
 				t.scan(false)
 			}
 		case <-t.timer.C():

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 type ftHarness struct {
@@ -755,5 +757,46 @@ func TestFileTriggerRealClock(t *testing.T) {
 		t.Fatal(err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("file never became ready")
+	}
+}
+
+// TestFileTriggerOverflowBurstRescansOnce: a burst of overflows from the
+// watcher gives the trigger one error and one rescan, which finds the file
+// whose events were lost.
+func TestFileTriggerOverflowBurstRescansOnce(t *testing.T) {
+	dir := t.TempDir()
+	src := newFakeSource()
+	h := newFT(t, nil, FileSpec{Dir: dir}, FileTriggerOptions{source: src})
+	lost := filepath.Join(dir, "lost.csv")
+	writeTestFile(t, lost, "no event was seen for this file")
+	for i := 0; i < 200; i++ {
+		src.errors <- fsnotify.ErrEventOverflow
+	}
+	h.ft.watcher.barrier() // the burst's deadline is armed
+	h.clock.Advance(OverflowQuiet)
+	select {
+	case err := <-h.ft.Errors():
+		if !errors.Is(err, fsnotify.ErrEventOverflow) {
+			t.Fatalf("error %v, want an overflow", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no overflow error reported")
+	}
+	h.settle()
+	h.expectReady(lost)
+	if n := h.ft.rescans.Load(); n != 1 {
+		t.Fatalf("%d rescans for one burst, want 1", n)
+	}
+	select {
+	case err := <-h.ft.Errors():
+		t.Fatalf("second error %v for one burst", err)
+	default:
+	}
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
