@@ -833,7 +833,15 @@ func (t *FileTrigger) hash(j fileJob) fileResult {
 		Existing: j.existing, Attempt: j.attempt,
 	}
 	if t.opts.Ledger != nil {
-		if e, ok := t.opts.Ledger.Lookup(res.rf.Key()); ok {
+		e, ok := t.opts.Ledger.Lookup(res.rf.Key())
+		if ok && e.Outcome == OutcomeRetrying {
+			// Retried before a restart: the count goes on from there.
+			if e.Attempts >= res.rf.Attempt {
+				res.rf.Attempt = e.Attempts + 1
+			}
+			ok = false
+		}
+		if ok {
 			res.kind = resSeen
 			if e.Outcome == OutcomeDone {
 				// Handled before a crash cut the after action short:
@@ -881,9 +889,17 @@ func (t *FileTrigger) Complete(rf ReadyFile, handlerErr error) (Disposition, err
 	}
 	var re *RetryError
 	if errors.As(handlerErr, &re) && !t.spec.Backoff.Exhausted(rf.Attempt) {
+		var err error
+		if t.opts.Ledger != nil {
+			// Kept across restarts, so that a restart does not give the
+			// file a fresh set of attempts.
+			if lerr := t.opts.Ledger.RecordAttempts(rf.Key(), rf.Attempt); lerr != nil {
+				err = lerr
+			}
+		}
 		delay := t.spec.Backoff.Delay(rf.Attempt)
 		t.notify(completion{path: rf.Path, retry: true, delay: delay})
-		return Disposition{Action: "retry", Path: rf.Path, RetryAt: t.clock.Now().Add(delay)}, nil
+		return Disposition{Action: "retry", Path: rf.Path, RetryAt: t.clock.Now().Add(delay)}, err
 	}
 	dest, err := t.moveToFailed(rf, handlerErr)
 	var errs []error

@@ -800,3 +800,59 @@ func writeTestFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestFileTriggerAttemptsSurviveRestart: retry counts are kept in the
+// ledger, so a file that keeps asking for a retry goes to failed/ after
+// MaxAttempts runs in total, however many restarts come between.
+func TestFileTriggerAttemptsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	ledgerPath := filepath.Join(t.TempDir(), "ledger.jsonl")
+	clock := NewFakeClock(t0)
+	spec := FileSpec{Dir: dir, Backoff: Backoff{Initial: 10 * time.Second, Jitter: -1, MaxAttempts: 3}}
+	src := filepath.Join(dir, "flaky.csv")
+	writeFile(t, src, "x")
+	down := Retry(errors.New("mail server unavailable"))
+
+	wantAttempts := 1
+	for restart := 0; restart < 2; restart++ {
+		l, err := OpenLedger(ledgerPath, LedgerOptions{Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newFT(t, clock, spec, FileTriggerOptions{Ledger: l})
+		h.settle()
+		rf := h.expectReady(src)[src]
+		if rf.Attempt != wantAttempts {
+			t.Fatalf("after %d restarts: Attempt = %d, want %d", restart, rf.Attempt, wantAttempts)
+		}
+		if d := h.complete(rf, down); d.Action != "retry" {
+			t.Fatalf("attempt %d: Disposition %+v, want retry", rf.Attempt, d)
+		}
+		wantAttempts++
+		h.ft.Close() // a restart before the retry comes due
+		l.Close()
+	}
+
+	l, err := OpenLedger(ledgerPath, LedgerOptions{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	h := newFT(t, clock, spec, FileTriggerOptions{Ledger: l})
+	h.settle()
+	rf := h.expectReady(src)[src]
+	if rf.Attempt != 3 {
+		t.Fatalf("after two restarts: Attempt = %d, want 3", rf.Attempt)
+	}
+	d := h.complete(rf, down)
+	if want := filepath.Join(dir, FailedDir, "flaky.csv"); d.Action != "failed" || d.Path != want {
+		t.Fatalf("last attempt: Disposition %+v, want failed to %s", d, want)
+	}
+	note, err := os.ReadFile(d.Path + ".error")
+	if err != nil || !strings.Contains(string(note), "attempts: 3\n") {
+		t.Fatalf("error note %q, %v", note, err)
+	}
+	if e, ok := l.Lookup(rf.Key()); !ok || e.Outcome != OutcomeFailed {
+		t.Fatalf("ledger entry %+v, %v; want failed", e, ok)
+	}
+}
