@@ -206,3 +206,32 @@ func TestCronSyntax(t *testing.T) {
 		})
 	}
 }
+
+// TestScriptScheduleSpecs loads scripts through the engine: every("1d")
+// and every("1w") load, a bad cron field fails the load with the field
+// named.
+func TestScriptScheduleSpecs(t *testing.T) {
+	h := newHarness(t, nil)
+	h.write("long.lua", `
+mailbot.every("1d", function() end)
+mailbot.every("1w", function() end)
+mailbot.cron("30 2 * * *", function() end, { tz = "America/New_York" })`)
+	h.write("bad.lua", `mailbot.cron("0 25 * * *", function() end)`)
+	h.start()
+	h.waitLogged("script loaded", "long.lua")
+	h.waitLogged("script load failed", "bad.lua")
+	h.logs.mu.Lock()
+	defer h.logs.mu.Unlock()
+	for _, r := range h.logs.recs {
+		if r.Message == "script load failed" && attr(r, "script") == "bad.lua" {
+			want := `mailbot.cron: cron "0 25 * * *": hour field "25": must be 0-23, a list (1,2), a range (1-5) or a step (*/2)`
+			if got := attr(r, "error"); !strings.Contains(got, want) {
+				t.Fatalf("load error %q, want it to contain %q", got, want)
+			}
+			if at := attr(r, "at"); !strings.HasSuffix(at, "bad.lua:1") {
+				t.Errorf("at = %q, want bad.lua:1", at)
+			}
+			return
+		}
+	}
+}
