@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -42,6 +43,11 @@ type Message struct {
 	Path string
 	// Received is when the server accepted the message.
 	Received time.Time
+	// QueueID is the server's name for the message, unique within this
+	// Server. It is known to hooks and ends the reply to the final ".":
+	// "250 2.0.0 OK: queued as <QueueID>", so a client's transcript names
+	// the message it sent.
+	QueueID string
 }
 
 // clone returns a deep copy so that callers cannot alter the server's
@@ -76,6 +82,8 @@ type Server struct {
 	msgs     []Message
 	received int           // messages accepted since start; may exceed len(msgs)
 	arrived  chan struct{} // closed and replaced on every arrival
+
+	nextID atomic.Uint64 // numbers QueueIDs
 
 	closeOnce sync.Once
 	closeErr  error

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -574,5 +575,39 @@ func TestCloseWaitsForRunningHandler(t *testing.T) {
 	}
 	if n := goSMTPGoroutines(); n != 0 {
 		t.Errorf("%d go-smtp goroutines still running after Close", n)
+	}
+}
+
+// TestQueueIDInReply: the reply to the final dot names the message by the
+// QueueID that hooks and Messages see, and every message gets its own.
+func TestQueueIDInReply(t *testing.T) {
+	var hookIDs []string
+	var mu sync.Mutex
+	srv := devtest.Start(t, devserver.Config{Hooks: devserver.Hooks{Data: func(m *devserver.Message) *devserver.Reject {
+		mu.Lock()
+		hookIDs = append(hookIDs, m.QueueID)
+		mu.Unlock()
+		return nil
+	}}})
+	rc := dialRaw(t, "tcp", srv.Addr(), nil)
+	rc.cmd(250, "EHLO client.example")
+	var replies []string
+	for i := 0; i < 2; i++ {
+		rc.cmd(250, "MAIL FROM:<a@example.org>")
+		rc.cmd(250, "RCPT TO:<b@example.org>")
+		rc.data(testBody)
+		replies = append(replies, rc.expect(250))
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 2 || msgs[0].QueueID == "" || msgs[0].QueueID == msgs[1].QueueID {
+		t.Fatalf("queue IDs %+v, want two distinct", msgs)
+	}
+	for i, m := range msgs {
+		if want := "2.0.0 OK: queued as " + m.QueueID; replies[i] != want {
+			t.Errorf("reply %d = %q, want %q", i, replies[i], want)
+		}
+		if hookIDs[i] != m.QueueID {
+			t.Errorf("hook saw %q, Messages %q", hookIDs[i], m.QueueID)
+		}
 	}
 }

@@ -166,6 +166,7 @@ func (ss *session) readMessage(r io.Reader) (*Message, error) {
 		TLS:         ss.isTLS(),
 		AuthUser:    ss.authUser,
 		Received:    time.Now(),
+		QueueID:     fmt.Sprintf("Q%06d", ss.s.nextID.Add(1)),
 	}, nil
 }
 
@@ -180,7 +181,12 @@ func (ss *session) Data(r io.Reader) error {
 			return rej.smtpError()
 		}
 	}
-	return ss.store(m)
+	if err := ss.store(m); err != nil {
+		return err
+	}
+	// go-smtp sends the code and text of an *SMTPError as they are, a 250
+	// included: the accepting reply names the message.
+	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + m.QueueID}
 }
 
 // LMTPData implements gosmtp.LMTPSession: Hooks.Data judges the message as

@@ -16,8 +16,9 @@
 //
 //   - Watcher: fsnotify on a directory, debounced per path, so an editor's
 //     write-temp-and-rename save is one event;
-//   - Scheduler and Schedule: cron (5 or 6 fields, descriptors, time zones)
-//     and "every" intervals, driven by an injectable Clock;
+//   - Scheduler and Schedule: cron (5 or 6 fields, descriptors, time zones,
+//     daylight-saving changes as Vixie cron handles them) and "every"
+//     intervals, driven by an injectable Clock;
 //   - FileTrigger and Ledger: a dropped file is handed over only once its
 //     size and mtime have settled, exactly once per content across
 //     restarts, then kept, deleted, moved, or moved to failed/ with an
@@ -42,4 +43,10 @@
 //		engine.WithModule("inventory", inventoryLoader))
 //	if err != nil { ... }
 //	err = e.Run(ctx) // until ctx is cancelled
+//
+// Run locks StateDir (LockStateDir, a flock on StateDir/mailbot.lock
+// holding the PID), so a second engine on the same directory fails with a
+// *StateDirInUseError instead of firing every schedule twice. A program
+// that does other work on StateDir first takes the lock itself and hands
+// it over with WithStateLock.
 package engine

@@ -65,6 +65,13 @@ func WithModule(name string, loader lua.LGFunction) Option {
 	}
 }
 
+// WithStateLock hands the engine a lock on its StateDir that the caller
+// already holds (see LockStateDir), for programs that lock the directory
+// before starting other work on it. The engine then does not lock the
+// directory itself, and the caller releases the lock after Run returns.
+// Without this option Run takes the lock and releases it when it returns.
+func WithStateLock(l *StateLock) Option { return func(e *Engine) { e.heldLock = l } }
+
 // WithClock replaces the real clock, so tests drive schedules and settle
 // times without waiting.
 func WithClock(c Clock) Option { return func(e *Engine) { e.clock = c } }
@@ -82,6 +89,7 @@ type Engine struct {
 	log   *slog.Logger
 	clock Clock
 
+	heldLock  *StateLock // given by WithStateLock; nil: Run locks StateDir
 	store     *StateStore
 	ledger    *Ledger
 	hub       *WatchHub // one inotify instance for every watched folder
@@ -101,6 +109,7 @@ type Engine struct {
 	stats struct {
 		loads, loadErrors, runs, runErrors, timeouts, skipped atomic.Int64
 	}
+	scriptRescans atomic.Int64 // scripts dir rescans after lost events, for tests
 }
 
 // New prepares an engine; nothing runs until Run.
@@ -158,10 +167,20 @@ func (e *Engine) Stats() Stats {
 // is done. Then it stops taking events, lets runs in flight finish within
 // the grace period, persists state and returns. A script that fails to load
 // is logged and skipped; Run fails only when the engine itself cannot work
-// (scripts dir missing, state dir not writable).
+// (scripts dir missing, state dir not writable, or in use by another
+// engine: see LockStateDir and WithStateLock).
 func (e *Engine) Run(ctx context.Context) error {
 	if st, err := os.Stat(e.cfg.ScriptsDir); err != nil || !st.IsDir() {
 		return fmt.Errorf("engine: scripts dir %s: not a readable directory (create it or fix scripts_dir)", e.cfg.ScriptsDir)
+	}
+	if e.heldLock == nil {
+		// Two engines on one state dir would fire every schedule twice and
+		// handle every dropped file twice.
+		lock, err := LockStateDir(e.cfg.StateDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
 	}
 	store, err := OpenStateStore(e.cfg.StateDir)
 	if err != nil {
@@ -242,6 +261,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // loaded and removes the ones that are gone, for when watcher events were
 // lost.
 func (e *Engine) rescanScripts() {
+	e.scriptRescans.Add(1)
 	names, err := filepath.Glob(filepath.Join(e.cfg.ScriptsDir, "*.lua"))
 	if err != nil {
 		e.log.Error("rescanning scripts dir", "dir", e.cfg.ScriptsDir, "error", err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/mailbot/mailbot/luabind"
@@ -671,5 +672,51 @@ mailbot.on_file({ dir = %q, settle = "50ms" }, function(ev) require("probe").hit
 	h.logs.mu.Unlock()
 	if !overflowed {
 		t.Error("the queue never overflowed: the rescan path was not exercised")
+	}
+}
+
+// TestOverflowBurstLoggedOnce injects a burst of inotify overflows into
+// the engine's hub: the scripts watcher and a file trigger each log one
+// record and rescan once.
+func TestOverflowBurstLoggedOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	drop := filepath.Join(filepath.Dir(h.scripts), "drop")
+	h.write("burst.lua", fmt.Sprintf(`
+mailbot.on_file({ dir = %q, settle = "50ms" }, function(ev) require("probe").hit("file", ev.name) end)`, drop))
+	h.start()
+	h.waitLogged("file trigger started", "burst.lua")
+	const n = 500
+	h.e.hub.injectErrors(fsnotify.ErrEventOverflow, n)
+	isOverflow := func(r slog.Record) bool { return strings.Contains(attr(r, "error"), "overflow") }
+	count := func(msg string) int {
+		h.logs.mu.Lock()
+		defer h.logs.mu.Unlock()
+		c := 0
+		for _, r := range h.logs.recs {
+			if r.Message == msg && isOverflow(r) {
+				c++
+			}
+		}
+		return c
+	}
+	deadline := time.After(10 * time.Second)
+	for count("file trigger") == 0 || count("watching scripts dir") == 0 {
+		select {
+		case <-h.logs.ch:
+		case <-deadline:
+			h.dumpLogs()
+			t.Fatal("overflow not logged by both watchers")
+		}
+	}
+	// Let any further (wrong) reports come: a script loaded after the
+	// burst has passed through the same watcher.
+	h.write("marker.lua", `mailbot.on_start(function() require("probe").hit("marker") end)`)
+	h.waitHit("marker")
+	if a, b := count("file trigger"), count("watching scripts dir"); a != 1 || b != 1 {
+		h.dumpLogs()
+		t.Fatalf("a burst of %d overflows logged %d times by the file trigger and %d by the scripts watcher, want once each", n, a, b)
+	}
+	if r := h.e.scriptRescans.Load(); r != 1 {
+		t.Fatalf("scripts dir rescanned %d times, want 1", r)
 	}
 }

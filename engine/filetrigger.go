@@ -9,9 +9,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -149,6 +152,10 @@ type FileTriggerOptions struct {
 	// filesystem event has been taken into account. Tests driving a
 	// FakeClock use it to know when they may Advance.
 	Observed func(path string, op Op)
+
+	// source replaces the watcher's fsnotify source; tests inject events
+	// and errors through it.
+	source eventSource
 }
 
 // ReadyFile is a complete file, handed to the script handler.
@@ -241,6 +248,8 @@ type FileTrigger struct {
 	outJobs     []fileJob
 	outstanding int // jobs handed out, results not yet back
 	barriers    []chan int
+
+	rescans atomic.Int64 // folder rescans after lost events, for tests
 }
 
 type phase int
@@ -387,6 +396,7 @@ func (t *FileTrigger) Start() error {
 		SkipDir:   t.skipDir,
 		Clock:     t.clock,
 		Hub:       t.opts.Hub,
+		source:    t.opts.source,
 	})
 	if err != nil {
 		return fmt.Errorf("engine: on_file %s: %w", t.root, err)
@@ -520,8 +530,10 @@ func (t *FileTrigger) run() {
 			}
 			t.pushError(err)
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				// Events were lost: look at the folder again. Versions
-				// already handled are recognised by the ledger.
+				// Events were lost: look at the folder again, once per
+				// burst (the Watcher reports a burst as one error).
+				// Versions already handled are recognised by the ledger.
+				t.rescans.Add(1)
 				t.scan(false)
 			}
 		case <-t.timer.C():
@@ -673,7 +685,7 @@ func (t *FileTrigger) processDue() {
 		fi, err := os.Stat(path)
 		if err != nil || !fi.Mode().IsRegular() {
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				t.pushError(fmt.Errorf("engine: on_file %s: %w", path, err))
+				t.pushError(fmt.Errorf("engine: on_file %q: %w", path, err))
 			}
 			delete(t.cands, path)
 			continue
@@ -796,14 +808,14 @@ func (t *FileTrigger) hash(j fileJob) fileResult {
 		return res
 	}
 	if err != nil {
-		res.kind, res.err = resError, fmt.Errorf("engine: on_file %s: %w", j.path, err)
+		res.kind, res.err = resError, fmt.Errorf("engine: on_file %q: %w", j.path, err)
 		return res
 	}
 	h := sha256.New()
 	_, err = io.Copy(h, f)
 	f.Close()
 	if err != nil {
-		res.kind, res.err = resError, fmt.Errorf("engine: on_file %s: hash: %w", j.path, err)
+		res.kind, res.err = resError, fmt.Errorf("engine: on_file %q: hash: %w", j.path, err)
 		return res
 	}
 	fi, err := os.Stat(j.path)
@@ -821,7 +833,15 @@ func (t *FileTrigger) hash(j fileJob) fileResult {
 		Existing: j.existing, Attempt: j.attempt,
 	}
 	if t.opts.Ledger != nil {
-		if e, ok := t.opts.Ledger.Lookup(res.rf.Key()); ok {
+		e, ok := t.opts.Ledger.Lookup(res.rf.Key())
+		if ok && e.Outcome == OutcomeRetrying {
+			// Retried before a restart: the count goes on from there.
+			if e.Attempts >= res.rf.Attempt {
+				res.rf.Attempt = e.Attempts + 1
+			}
+			ok = false
+		}
+		if ok {
 			res.kind = resSeen
 			if e.Outcome == OutcomeDone {
 				// Handled before a crash cut the after action short:
@@ -869,9 +889,17 @@ func (t *FileTrigger) Complete(rf ReadyFile, handlerErr error) (Disposition, err
 	}
 	var re *RetryError
 	if errors.As(handlerErr, &re) && !t.spec.Backoff.Exhausted(rf.Attempt) {
+		var err error
+		if t.opts.Ledger != nil {
+			// Kept across restarts, so that a restart does not give the
+			// file a fresh set of attempts.
+			if lerr := t.opts.Ledger.RecordAttempts(rf.Key(), rf.Attempt); lerr != nil {
+				err = lerr
+			}
+		}
 		delay := t.spec.Backoff.Delay(rf.Attempt)
 		t.notify(completion{path: rf.Path, retry: true, delay: delay})
-		return Disposition{Action: "retry", Path: rf.Path, RetryAt: t.clock.Now().Add(delay)}, nil
+		return Disposition{Action: "retry", Path: rf.Path, RetryAt: t.clock.Now().Add(delay)}, err
 	}
 	dest, err := t.moveToFailed(rf, handlerErr)
 	var errs []error
@@ -909,7 +937,7 @@ func (t *FileTrigger) applyAfter(path string) (Disposition, error) {
 	switch t.spec.After.Kind {
 	case AfterDelete:
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return Disposition{}, fmt.Errorf("engine: on_file: delete %s: %w", path, err)
+			return Disposition{}, fmt.Errorf("engine: on_file: delete %q: %w", path, err)
 		}
 		return Disposition{Action: "deleted", Path: path}, nil
 	case AfterMove:
@@ -919,7 +947,7 @@ func (t *FileTrigger) applyAfter(path string) (Disposition, error) {
 		}
 		dest, err := moveNoClobber(path, dir)
 		if err != nil {
-			return Disposition{}, fmt.Errorf("engine: on_file: move %s to %s: %w", path, dir, err)
+			return Disposition{}, fmt.Errorf("engine: on_file: move %q to %s: %w", path, dir, err)
 		}
 		return Disposition{Action: "moved", Path: dest}, nil
 	}
@@ -931,14 +959,54 @@ func (t *FileTrigger) moveToFailed(rf ReadyFile, handlerErr error) (string, erro
 	dir := filepath.Join(filepath.Dir(rf.Path), FailedDir)
 	dest, err := moveNoClobber(rf.Path, dir)
 	if err != nil {
-		return "", fmt.Errorf("engine: on_file: move %s to %s: %w", rf.Path, dir, err)
+		return "", fmt.Errorf("engine: on_file: move %q to %s: %w", rf.Path, dir, err)
 	}
-	note := fmt.Sprintf("file: %s\nsha256: %s\nfailed_at: %s\nattempts: %d\nerror: %s\n",
-		rf.Path, rf.SHA256, t.clock.Now().UTC().Format(time.RFC3339), rf.Attempt, handlerErr)
+	note := failureNote(rf, t.clock.Now(), handlerErr)
 	if err := writeFileAtomic(dest+".error", []byte(note), 0o644); err != nil {
-		return dest, fmt.Errorf("engine: on_file: write error note for %s: %w", dest, err)
+		return dest, fmt.Errorf("engine: on_file: write error note for %q: %w", dest, err)
 	}
 	return dest, nil
+}
+
+// failureNote is the text of a failed file's .error note: one "key: value"
+// line per field. The file name is quoted (strconv.Quote), as a dropper
+// chooses it and a newline in it must not forge a line; the error comes
+// last, its further lines (a Lua traceback) indented and its control
+// characters escaped, so no line of it can pass for a field either.
+func failureNote(rf ReadyFile, now time.Time, handlerErr error) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "file: %s\nsha256: %s\nfailed_at: %s\nattempts: %d\nerror: ",
+		strconv.Quote(rf.Path), rf.SHA256, now.UTC().Format(time.RFC3339), rf.Attempt)
+	for i, line := range strings.Split(handlerErr.Error(), "\n") {
+		if i > 0 {
+			b.WriteString("\n  ")
+		}
+		b.WriteString(escapeControl(line))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// escapeControl replaces control characters other than tab with Go
+// escapes (\r, \x00, \u2028...), leaving the rest of s as it is.
+func escapeControl(s string) string {
+	if !strings.ContainsFunc(s, needsEscape) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if needsEscape(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func needsEscape(r rune) bool {
+	return r != '\t' && (unicode.IsControl(r) || r == '\u2028' || r == '\u2029')
 }
 
 // moveNoClobber moves src into dir (created if needed) under its own name,
@@ -994,7 +1062,7 @@ func moveNoClobber(src, dir string) (string, error) {
 		}
 		return dst, nil
 	}
-	return "", fmt.Errorf("no free name for %s in %s", name, dir)
+	return "", fmt.Errorf("no free name for %q in %s", name, dir)
 }
 
 func sameFile(a, b string) bool {

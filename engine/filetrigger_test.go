@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 type ftHarness struct {
@@ -324,7 +327,7 @@ func TestFileTriggerFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"error: line 1: unknown column", "attempts: 1", "failed_at: 2025-03-03T07:00:02Z", "file: " + src} {
+	for _, want := range []string{"error: line 1: unknown column", "attempts: 1", "failed_at: 2025-03-03T07:00:02Z", "file: " + strconv.Quote(src)} {
 		if !strings.Contains(string(note), want) {
 			t.Errorf("error note lacks %q:\n%s", want, note)
 		}
@@ -339,6 +342,47 @@ func TestFileTriggerFailure(t *testing.T) {
 	}
 	h.clock.Advance(time.Hour)
 	h.expectReady()
+}
+
+// TestFileTriggerErrorNoteQuotesName drops a file whose name holds a
+// newline and a forged field, and fails it with a multi-line error that
+// tries the same: the note keeps one line per field.
+func TestFileTriggerErrorNoteQuotesName(t *testing.T) {
+	dir := t.TempDir()
+	h := newFT(t, nil, FileSpec{Dir: dir}, FileTriggerOptions{})
+	src := filepath.Join(dir, "x\nerror: forged\rattempts: 0.csv")
+	h.drop(src, "data")
+	h.settle()
+	rf := h.expectReady(src)[src]
+	d := h.complete(rf, errors.New("boom\nfile: /etc/passwd\r\nattempts: 99"))
+	note, err := os.ReadFile(d.Path + ".error")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSuffix(string(note), "\n"), "\n") {
+		if strings.HasPrefix(line, "  ") {
+			continue // continuation of the error
+		}
+		key, _, ok := strings.Cut(line, ": ")
+		if !ok {
+			t.Errorf("note line %q is neither a field nor a continuation", line)
+		}
+		fields[key]++
+	}
+	for _, key := range []string{"file", "sha256", "failed_at", "attempts", "error"} {
+		if fields[key] != 1 {
+			t.Errorf("field %q appears %d times in the note:\n%s", key, fields[key], note)
+		}
+	}
+	if len(fields) != 5 {
+		t.Errorf("note has fields %v:\n%s", fields, note)
+	}
+	for _, want := range []string{"file: " + strconv.Quote(src) + "\n", "attempts: 1\n", "error: boom\n  file: /etc/passwd\\r\n  attempts: 99\n"} {
+		if !strings.Contains(string(note), want) {
+			t.Errorf("note lacks %q:\n%s", want, note)
+		}
+	}
 }
 
 func TestFileTriggerRetryWithBackoff(t *testing.T) {
@@ -713,5 +757,102 @@ func TestFileTriggerRealClock(t *testing.T) {
 		t.Fatal(err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("file never became ready")
+	}
+}
+
+// TestFileTriggerOverflowBurstRescansOnce: a burst of overflows from the
+// watcher gives the trigger one error and one rescan, which finds the file
+// whose events were lost.
+func TestFileTriggerOverflowBurstRescansOnce(t *testing.T) {
+	dir := t.TempDir()
+	src := newFakeSource()
+	h := newFT(t, nil, FileSpec{Dir: dir}, FileTriggerOptions{source: src})
+	lost := filepath.Join(dir, "lost.csv")
+	writeTestFile(t, lost, "no event was seen for this file")
+	for i := 0; i < 200; i++ {
+		src.errors <- fsnotify.ErrEventOverflow
+	}
+	h.ft.watcher.barrier() // the burst's deadline is armed
+	h.clock.Advance(OverflowQuiet)
+	select {
+	case err := <-h.ft.Errors():
+		if !errors.Is(err, fsnotify.ErrEventOverflow) {
+			t.Fatalf("error %v, want an overflow", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no overflow error reported")
+	}
+	h.settle()
+	h.expectReady(lost)
+	if n := h.ft.rescans.Load(); n != 1 {
+		t.Fatalf("%d rescans for one burst, want 1", n)
+	}
+	select {
+	case err := <-h.ft.Errors():
+		t.Fatalf("second error %v for one burst", err)
+	default:
+	}
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFileTriggerAttemptsSurviveRestart: retry counts are kept in the
+// ledger, so a file that keeps asking for a retry goes to failed/ after
+// MaxAttempts runs in total, however many restarts come between.
+func TestFileTriggerAttemptsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	ledgerPath := filepath.Join(t.TempDir(), "ledger.jsonl")
+	clock := NewFakeClock(t0)
+	spec := FileSpec{Dir: dir, Backoff: Backoff{Initial: 10 * time.Second, Jitter: -1, MaxAttempts: 3}}
+	src := filepath.Join(dir, "flaky.csv")
+	writeFile(t, src, "x")
+	down := Retry(errors.New("mail server unavailable"))
+
+	wantAttempts := 1
+	for restart := 0; restart < 2; restart++ {
+		l, err := OpenLedger(ledgerPath, LedgerOptions{Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newFT(t, clock, spec, FileTriggerOptions{Ledger: l})
+		h.settle()
+		rf := h.expectReady(src)[src]
+		if rf.Attempt != wantAttempts {
+			t.Fatalf("after %d restarts: Attempt = %d, want %d", restart, rf.Attempt, wantAttempts)
+		}
+		if d := h.complete(rf, down); d.Action != "retry" {
+			t.Fatalf("attempt %d: Disposition %+v, want retry", rf.Attempt, d)
+		}
+		wantAttempts++
+		h.ft.Close() // a restart before the retry comes due
+		l.Close()
+	}
+
+	l, err := OpenLedger(ledgerPath, LedgerOptions{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	h := newFT(t, clock, spec, FileTriggerOptions{Ledger: l})
+	h.settle()
+	rf := h.expectReady(src)[src]
+	if rf.Attempt != 3 {
+		t.Fatalf("after two restarts: Attempt = %d, want 3", rf.Attempt)
+	}
+	d := h.complete(rf, down)
+	if want := filepath.Join(dir, FailedDir, "flaky.csv"); d.Action != "failed" || d.Path != want {
+		t.Fatalf("last attempt: Disposition %+v, want failed to %s", d, want)
+	}
+	note, err := os.ReadFile(d.Path + ".error")
+	if err != nil || !strings.Contains(string(note), "attempts: 3\n") {
+		t.Fatalf("error note %q, %v", note, err)
+	}
+	if e, ok := l.Lookup(rf.Key()); !ok || e.Outcome != OutcomeFailed {
+		t.Fatalf("ledger entry %+v, %v; want failed", e, ok)
 	}
 }

@@ -48,13 +48,24 @@ const (
 	OutcomeDone LedgerOutcome = "done"
 	// OutcomeFailed: the file was moved to failed/.
 	OutcomeFailed LedgerOutcome = "failed"
+	// OutcomeRetrying: the handler asked for a retry; Attempts runs have
+	// been made. Unlike the two outcomes above it does not finish the
+	// file: after a restart the next attempt is numbered Attempts+1, so
+	// retries stop at the trigger's maximum instead of starting over.
+	OutcomeRetrying LedgerOutcome = "retrying"
 )
+
+// Finished reports whether the outcome ends the file's handling.
+func (o LedgerOutcome) Finished() bool { return o == OutcomeDone || o == OutcomeFailed }
 
 // LedgerEntry is one ledger record.
 type LedgerEntry struct {
 	Key     LedgerKey
 	Outcome LedgerOutcome
-	At      time.Time // when it was recorded
+	// Attempts is the number of handler runs so far, for OutcomeRetrying
+	// (0 in records written before mailbot kept it).
+	Attempts int
+	At       time.Time // when it was recorded
 }
 
 // ErrLedgerCorrupt is wrapped by OpenLedger when a line other than the last
@@ -95,19 +106,22 @@ type ledgerLine struct {
 	MTimeNS int64         `json:"mtime_ns"`
 	SHA256  string        `json:"sha256"`
 	Outcome LedgerOutcome `json:"outcome"`
-	At      time.Time     `json:"at"`
+	// Attempts is written for OutcomeRetrying only.
+	Attempts int       `json:"attempts,omitempty"`
+	At       time.Time `json:"at"`
 }
 
 func (e LedgerEntry) line() ledgerLine {
 	return ledgerLine{Path: e.Key.Path, Size: e.Key.Size, MTimeNS: e.Key.ModTime.UnixNano(),
-		SHA256: e.Key.SHA256, Outcome: e.Outcome, At: e.At}
+		SHA256: e.Key.SHA256, Outcome: e.Outcome, Attempts: e.Attempts, At: e.At}
 }
 
 func (l ledgerLine) entry() LedgerEntry {
 	return LedgerEntry{
-		Key:     LedgerKey{Path: l.Path, Size: l.Size, ModTime: time.Unix(0, l.MTimeNS), SHA256: l.SHA256},
-		Outcome: l.Outcome,
-		At:      l.At,
+		Key:      LedgerKey{Path: l.Path, Size: l.Size, ModTime: time.Unix(0, l.MTimeNS), SHA256: l.SHA256},
+		Outcome:  l.Outcome,
+		Attempts: l.Attempts,
+		At:       l.At,
 	}
 }
 
@@ -160,10 +174,11 @@ func (l *Ledger) load() error {
 	return nil
 }
 
-// Seen reports whether k has been recorded with any outcome.
+// Seen reports whether k has been recorded with a finished outcome (done
+// or failed); a file still being retried is not seen.
 func (l *Ledger) Seen(k LedgerKey) bool {
-	_, ok := l.Lookup(k)
-	return ok
+	e, ok := l.Lookup(k)
+	return ok && e.Outcome.Finished()
 }
 
 // Lookup returns the entry recorded for k.
@@ -184,10 +199,27 @@ func (l *Ledger) Len() int {
 // Record durably notes that k ended with outcome; it returns after the
 // record has been fsynced.
 func (l *Ledger) Record(k LedgerKey, outcome LedgerOutcome) error {
+	if outcome == OutcomeRetrying {
+		return errors.New("engine: ledger: record retries with RecordAttempts")
+	}
+	return l.record(k, outcome, 0)
+}
+
+// RecordAttempts durably notes that k has had attempts handler runs and
+// will be retried (OutcomeRetrying); it returns after the record has been
+// fsynced.
+func (l *Ledger) RecordAttempts(k LedgerKey, attempts int) error {
+	if attempts <= 0 {
+		return errors.New("engine: ledger: attempts must be positive")
+	}
+	return l.record(k, OutcomeRetrying, attempts)
+}
+
+func (l *Ledger) record(k LedgerKey, outcome LedgerOutcome, attempts int) error {
 	if k.Path == "" || outcome == "" {
 		return errors.New("engine: ledger record needs a path and an outcome")
 	}
-	e := LedgerEntry{Key: k, Outcome: outcome, At: l.clock.Now().UTC()}
+	e := LedgerEntry{Key: k, Outcome: outcome, Attempts: attempts, At: l.clock.Now().UTC()}
 	b, err := json.Marshal(e.line())
 	if err != nil {
 		return fmt.Errorf("engine: encode ledger record: %w", err)

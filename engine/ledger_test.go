@@ -196,3 +196,32 @@ func TestLedgerConcurrentRecord(t *testing.T) {
 		t.Fatal("Record on a closed ledger succeeded")
 	}
 }
+
+func TestLedgerRecordAttempts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.jsonl")
+	l := openTestLedger(t, path, LedgerOptions{})
+	k := testKey("/drop/retry.csv", 1)
+	if err := l.RecordAttempts(k, 2); err != nil {
+		t.Fatal(err)
+	}
+	if l.Seen(k) {
+		t.Fatal("a file being retried counts as seen")
+	}
+	if err := l.Record(k, OutcomeRetrying); err == nil {
+		t.Fatal("Record(OutcomeRetrying) without a count succeeded")
+	}
+	if err := l.RecordAttempts(k, 0); err == nil {
+		t.Fatal("RecordAttempts(0) succeeded")
+	}
+	l.Close()
+	l2 := openTestLedger(t, path, LedgerOptions{})
+	if e, ok := l2.Lookup(k); !ok || e.Outcome != OutcomeRetrying || e.Attempts != 2 {
+		t.Fatalf("after reopen: %+v, %v; want retrying with 2 attempts", e, ok)
+	}
+	if err := l2.Record(k, OutcomeFailed); err != nil {
+		t.Fatal(err)
+	}
+	if !l2.Seen(k) {
+		t.Fatal("failed file not seen")
+	}
+}

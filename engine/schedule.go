@@ -3,10 +3,9 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
-
-	"github.com/robfig/cron/v3"
 )
 
 // Schedule describes when a trigger fires. It is cron's one-method
@@ -23,24 +22,24 @@ const MinEvery = time.Second
 // ScheduleError reports a schedule specification that could not be parsed.
 // Spec is the text exactly as the script gave it.
 type ScheduleError struct {
+	// Kind is "cron" for ParseSchedule and "every" for ParseEvery.
+	Kind string
 	Spec string
 	Err  error
 }
 
-// Error implements error.
+// Error implements error, e.g.
+// `cron "0 25 * * *": hour field "25": must be 0-23, ...`.
 func (e *ScheduleError) Error() string {
-	return fmt.Sprintf("engine: schedule %q: %v", e.Spec, e.Err)
+	kind := e.Kind
+	if kind == "" {
+		kind = "schedule"
+	}
+	return fmt.Sprintf("%s %q: %v", kind, e.Spec, e.Err)
 }
 
 // Unwrap returns the underlying cause.
 func (e *ScheduleError) Unwrap() error { return e.Err }
-
-// cronParser accepts 5 fields (minute first) or 6 fields (leading seconds)
-// plus the @yearly/@monthly/@weekly/@daily/@hourly descriptors. "@every" is
-// intercepted before it reaches the parser so that it gets mailbot's own
-// Every type and minimum.
-var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour |
-	cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 // ParseSchedule parses a cron specification:
 //
@@ -53,59 +52,41 @@ var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour |
 // Cron specs are evaluated in loc. A "CRON_TZ=<zone> " prefix in spec takes
 // precedence over loc. A nil loc means the location of the time passed to
 // Next, which for the engine is the clock's (normally time.Local).
+// Daylight-saving changes are handled as Vixie cron does (see the
+// mailbot.cron section of docs/lua-api.md).
 //
 // A spec that can never fire (such as "0 0 30 2 *") is rejected. Errors are
-// *ScheduleError values naming the spec.
+// *ScheduleError values naming the spec and, for a bad field, the field and
+// its accepted forms.
 func ParseSchedule(spec string, loc *time.Location) (Schedule, error) {
 	trimmed := strings.TrimSpace(spec)
 	if trimmed == "" {
-		return nil, &ScheduleError{Spec: spec, Err: errors.New("empty schedule")}
+		return nil, &ScheduleError{Kind: "cron", Spec: spec, Err: errors.New("empty schedule")}
 	}
 	if rest, ok := strings.CutPrefix(trimmed, "@every"); ok {
 		if rest == "" || (rest[0] != ' ' && rest[0] != '\t') {
-			return nil, &ScheduleError{Spec: spec, Err: errors.New(`"@every" needs a duration, e.g. "@every 10m"`)}
+			return nil, &ScheduleError{Kind: "cron", Spec: spec, Err: errors.New(`"@every" needs a duration, e.g. "@every 10m"`)}
 		}
 		e, err := parseEvery(strings.TrimSpace(rest))
 		if err != nil {
-			return nil, &ScheduleError{Spec: spec, Err: err}
+			return nil, &ScheduleError{Kind: "cron", Spec: spec, Err: err}
 		}
 		return e, nil
 	}
-	parsed, err := cronParser.Parse(trimmed)
+	cs, err := parseCron(trimmed)
 	if err != nil {
-		return nil, &ScheduleError{Spec: spec, Err: err}
+		return nil, &ScheduleError{Kind: "cron", Spec: spec, Err: err}
 	}
-	ss, ok := parsed.(*cron.SpecSchedule)
-	if !ok {
-		// The parser only returns other types for @every, handled above.
-		return nil, &ScheduleError{Spec: spec, Err: fmt.Errorf("unexpected schedule type %T", parsed)}
+	if !cs.hasLoc {
+		cs.loc = loc
 	}
-	hasTZ := strings.HasPrefix(trimmed, "TZ=") || strings.HasPrefix(trimmed, "CRON_TZ=")
-	if !hasTZ {
-		if loc == nil {
-			loc = time.Local
-		}
-		ss.Location = loc
+	// Field combinations that never match (February 30th) give the script
+	// author an error instead of a trigger that silently never runs.
+	if cs.Next(time.Now()).IsZero() {
+		return nil, &ScheduleError{Kind: "cron", Spec: spec, Err: errors.New("schedule never fires (no such date)")}
 	}
-	// The parser accepts field combinations that never match (February 30th);
-	// catching them here gives the script author an error instead of a
-	// trigger that silently never runs. cron searches five years ahead, which
-	// covers leap days.
-	if ss.Next(time.Now()).IsZero() {
-		return nil, &ScheduleError{Spec: spec, Err: errors.New("schedule never fires")}
-	}
-	return &cronSchedule{spec: trimmed, s: ss}, nil
+	return cs, nil
 }
-
-// cronSchedule wraps cron's SpecSchedule so that it prints as its spec.
-type cronSchedule struct {
-	spec string
-	s    *cron.SpecSchedule
-}
-
-func (c *cronSchedule) Next(t time.Time) time.Time { return c.s.Next(t) }
-
-func (c *cronSchedule) String() string { return c.spec }
 
 // Every is a fixed-interval Schedule: it fires Interval after the previous
 // activation (or after the time the trigger was added).
@@ -124,12 +105,13 @@ func (e Every) Next(t time.Time) time.Time {
 // String returns the spec form, e.g. "@every 5m0s".
 func (e Every) String() string { return "@every " + e.Interval.String() }
 
-// ParseEvery parses the argument of mailbot.every: a Go duration such as
-// "30s", "5m" or "1h30m", at least MinEvery. Errors are *ScheduleError.
+// ParseEvery parses the argument of mailbot.every: a duration such as
+// "30s", "5m", "1h30m", "1d" (24h) or "1w" (7 days), at least MinEvery.
+// Errors are *ScheduleError.
 func ParseEvery(s string) (Every, error) {
 	e, err := parseEvery(strings.TrimSpace(s))
 	if err != nil {
-		return Every{}, &ScheduleError{Spec: s, Err: err}
+		return Every{}, &ScheduleError{Kind: "every", Spec: s, Err: err}
 	}
 	return e, nil
 }
@@ -138,14 +120,65 @@ func parseEvery(s string) (Every, error) {
 	if s == "" {
 		return Every{}, errors.New("empty interval")
 	}
-	d, err := time.ParseDuration(s)
+	d, err := parseLongDuration(s)
 	if err != nil {
-		return Every{}, fmt.Errorf("parse interval: %w", err)
+		return Every{}, fmt.Errorf("interval %q: want a duration such as 30s, 5m, 1h30m, 1d or 1w (units ms, s, m, h, d = 24h, w = 7d)", s)
 	}
 	if d < MinEvery {
 		return Every{}, fmt.Errorf("interval %v is shorter than the minimum %v", d, MinEvery)
 	}
 	return Every{Interval: d}, nil
+}
+
+// parseLongDuration is time.ParseDuration plus the units d (24 hours) and
+// w (7 days), which may be combined with the others: "1w2d", "1d12h".
+func parseLongDuration(s string) (time.Duration, error) {
+	if !strings.ContainsAny(s, "dw") {
+		return time.ParseDuration(s)
+	}
+	var total time.Duration
+	var rest strings.Builder
+	for s != "" {
+		i := 0
+		for i < len(s) && (s[i] == '.' || (s[i] >= '0' && s[i] <= '9')) {
+			i++
+		}
+		j := i
+		for j < len(s) && (s[j] < '0' || s[j] > '9') && s[j] != '.' {
+			j++
+		}
+		num, unit := s[:i], s[i:j]
+		if num == "" || unit == "" {
+			return 0, fmt.Errorf("bad duration %q", s)
+		}
+		s = s[j:]
+		var per time.Duration
+		switch unit {
+		case "d":
+			per = 24 * time.Hour
+		case "w":
+			per = 7 * 24 * time.Hour
+		default:
+			rest.WriteString(num + unit)
+			continue
+		}
+		n, err := strconv.ParseFloat(num, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad number %q: %w", num, err)
+		}
+		if n*float64(per) > float64(1<<62) {
+			return 0, errors.New("duration too long")
+		}
+		total += time.Duration(n * float64(per))
+	}
+	if rest.Len() > 0 {
+		d, err := time.ParseDuration(rest.String())
+		if err != nil {
+			return 0, err
+		}
+		total += d
+	}
+	return total, nil
 }
 
 // MissedSince reports whether s had an activation in (last, now], that is

@@ -64,6 +64,38 @@ type WatchEvent struct {
 // DefaultDebounce is the quiet period used when WatchOptions.Debounce is 0.
 const DefaultDebounce = 100 * time.Millisecond
 
+// Overflow bursts. A large copy into a watched folder overflows the
+// kernel's (or the hub's) event queue many times within milliseconds. The
+// Watcher reports one *OverflowError per burst, once no overflow has come
+// for OverflowQuiet (or OverflowMaxBurst after the first, for a burst that
+// does not stop), so its reader logs once and rescans once, after the
+// events it could not see.
+var (
+	OverflowQuiet    = 100 * time.Millisecond
+	OverflowMaxBurst = 2 * time.Second
+)
+
+// overflowKey is the deadline queue's key for the overflow burst; paths are
+// cleaned file names and never contain NUL.
+const overflowKey = "\x00overflow"
+
+// OverflowError reports a burst of lost events: the event queue overflowed
+// Count times within Span. errors.Is(err, fsnotify.ErrEventOverflow) holds;
+// the reader should rescan the folder once.
+type OverflowError struct {
+	Root  string
+	Count int
+	Span  time.Duration
+}
+
+// Error implements error.
+func (e *OverflowError) Error() string {
+	return fmt.Sprintf("engine: watch %s: %v (%d times in %v): events were lost, rescanning", e.Root, fsnotify.ErrEventOverflow, e.Count, e.Span)
+}
+
+// Unwrap returns fsnotify.ErrEventOverflow.
+func (e *OverflowError) Unwrap() error { return fsnotify.ErrEventOverflow }
+
 // maxPendingErrors bounds the errors kept for a reader that does not drain
 // Errors; later errors are counted and reported in one summary error.
 const maxPendingErrors = 100
@@ -94,6 +126,10 @@ type WatchOptions struct {
 	// raw event that passed Filter has been recorded. Tests driving a
 	// FakeClock use it to know an event has been seen before they Advance.
 	Observed func(path string, op Op)
+
+	// source replaces the fsnotify watcher; tests inject events and errors
+	// through it.
+	source eventSource
 }
 
 // Watcher watches a directory tree with fsnotify and emits debounced,
@@ -111,6 +147,8 @@ type Watcher struct {
 	events chan WatchEvent
 	errors chan error
 	sync   chan chan int
+	// syncErrs is barrier's twin for errors, for tests.
+	syncErrs chan chan int
 	closing,
 	done chan struct{}
 	closeOnce sync.Once
@@ -123,6 +161,9 @@ type Watcher struct {
 	outErrors []error
 	dropped   int
 	timer     Timer
+	// The overflow burst in progress: count so far and first one's time.
+	overflows     int
+	overflowStart time.Time
 }
 
 type pendingPath struct {
@@ -149,7 +190,9 @@ func NewWatcher(root string, opts WatchOptions) (*Watcher, error) {
 		clock = RealClock()
 	}
 	var fsw eventSource
-	if opts.Hub != nil {
+	if opts.source != nil {
+		fsw = opts.source
+	} else if opts.Hub != nil {
 		fsw, err = opts.Hub.source()
 	} else {
 		fsw, err = newOwnSource()
@@ -158,16 +201,17 @@ func NewWatcher(root string, opts WatchOptions) (*Watcher, error) {
 		return nil, fmt.Errorf("engine: watch %s: %w", root, err)
 	}
 	w := &Watcher{
-		root:    root,
-		opts:    opts,
-		clock:   clock,
-		fs:      fsw,
-		events:  make(chan WatchEvent),
-		errors:  make(chan error),
-		sync:    make(chan chan int),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
-		pend:    make(map[string]*pendingPath),
+		root:     root,
+		opts:     opts,
+		clock:    clock,
+		fs:       fsw,
+		events:   make(chan WatchEvent),
+		errors:   make(chan error),
+		sync:     make(chan chan int),
+		closing:  make(chan struct{}),
+		syncErrs: make(chan chan int),
+		done:     make(chan struct{}),
+		pend:     make(map[string]*pendingPath),
 	}
 	w.deadlines.init()
 	if err := fsw.Add(root); err != nil {
@@ -241,6 +285,10 @@ func (w *Watcher) run() {
 			if !ok {
 				return
 			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				w.noteOverflow()
+				continue
+			}
 			w.pushError(fmt.Errorf("engine: watch %s: %w", w.root, err))
 		case <-w.timer.C():
 			w.flushDue()
@@ -255,6 +303,9 @@ func (w *Watcher) run() {
 			// flushing here makes sync a true barrier for FakeClock tests.
 			w.flushDue()
 			reply <- len(w.outEvents)
+		case reply := <-w.syncErrs:
+			w.flushDue()
+			reply <- len(w.outErrors)
 		case <-w.closing:
 			return
 		}
@@ -268,6 +319,18 @@ func (w *Watcher) barrier() int {
 	reply := make(chan int, 1)
 	select {
 	case w.sync <- reply:
+		return <-reply
+	case <-w.done:
+		return 0
+	}
+}
+
+// barrierErrs flushes what is due, as barrier does, and returns the number
+// of errors waiting for the reader.
+func (w *Watcher) barrierErrs() int {
+	reply := make(chan int, 1)
+	select {
+	case w.syncErrs <- reply:
 		return <-reply
 	case <-w.done:
 		return 0
@@ -336,12 +399,36 @@ func (w *Watcher) record(path string, op Op) {
 
 func (w *Watcher) rearm() { w.deadlines.arm(w.timer, w.clock) }
 
+// noteOverflow counts an overflow into the current burst and pushes the
+// burst's end back by OverflowQuiet, up to OverflowMaxBurst after its start.
+func (w *Watcher) noteOverflow() {
+	if r, ok := w.fs.(interface{ overflowReceived() }); ok {
+		r.overflowReceived()
+	}
+	now := w.clock.Now()
+	if w.overflows == 0 {
+		w.overflowStart = now
+	}
+	w.overflows++
+	end := now.Add(OverflowQuiet)
+	if limit := w.overflowStart.Add(OverflowMaxBurst); end.After(limit) {
+		end = limit
+	}
+	w.deadlines.set(overflowKey, end)
+	w.rearm()
+}
+
 // flushDue turns every path whose quiet period is over into at most one
 // event, deciding from the file's state now rather than from the event
 // sequence, which differs between platforms and editors.
 func (w *Watcher) flushDue() {
 	now := w.clock.Now()
 	for _, path := range w.deadlines.popDue(now) {
+		if path == overflowKey {
+			w.pushError(&OverflowError{Root: w.root, Count: w.overflows, Span: now.Sub(w.overflowStart)})
+			w.overflows = 0
+			continue
+		}
 		p := w.pend[path]
 		delete(w.pend, path)
 		if p == nil {
@@ -398,7 +485,7 @@ func (w *Watcher) addTree(dir string, report bool) error {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil // removed while walking
 			}
-			return fmt.Errorf("engine: watch %s: %w", path, err)
+			return fmt.Errorf("engine: watch %q: %w", path, err)
 		}
 		if d.IsDir() {
 			if path != dir && w.skipDir(path) {
@@ -408,7 +495,7 @@ func (w *Watcher) addTree(dir string, report bool) error {
 				return nil // added by NewWatcher
 			}
 			if err := w.fs.Add(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("engine: watch %s: %w", path, err)
+				return fmt.Errorf("engine: watch %q: %w", path, err)
 			}
 			return nil
 		}

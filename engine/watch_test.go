@@ -1,12 +1,15 @@
 package engine
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // observer records what a component has seen, so tests can wait for a
@@ -261,5 +264,86 @@ func TestOpString(t *testing.T) {
 		if got := op.String(); got != want {
 			t.Errorf("%d.String() = %q, want %q", op, got, want)
 		}
+	}
+}
+
+// fakeSource is an eventSource the test feeds by hand. Its channels are
+// unbuffered, so a send returns once the Watcher has taken the value.
+type fakeSource struct {
+	events chan fsnotify.Event
+	errors chan error
+}
+
+func newFakeSource() *fakeSource {
+	return &fakeSource{events: make(chan fsnotify.Event), errors: make(chan error)}
+}
+
+func (f *fakeSource) Add(string) error              { return nil }
+func (f *fakeSource) Events() <-chan fsnotify.Event { return f.events }
+func (f *fakeSource) Errors() <-chan error          { return f.errors }
+func (f *fakeSource) Close() error                  { return nil }
+
+// TestWatcherOverflowBurst: many overflows in a burst give one
+// *OverflowError, once the burst has been quiet for OverflowQuiet; other
+// errors pass at once; a long burst is cut at OverflowMaxBurst.
+func TestWatcherOverflowBurst(t *testing.T) {
+	clock := NewFakeClock(t0)
+	src := newFakeSource()
+	w, err := NewWatcher(t.TempDir(), WatchOptions{Clock: clock, Debounce: -1, source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	overflows := func(n int) {
+		for i := 0; i < n; i++ {
+			src.errors <- fsnotify.ErrEventOverflow
+		}
+	}
+	expectErrs := func(want int) {
+		t.Helper()
+		if n := w.barrierErrs(); n != want {
+			t.Fatalf("%d errors pending, want %d", n, want)
+		}
+	}
+
+	overflows(20)
+	clock.Advance(50 * time.Millisecond)
+	overflows(30)
+	expectErrs(0)
+	clock.Advance(OverflowQuiet - time.Millisecond)
+	expectErrs(0)
+	clock.Advance(time.Millisecond)
+	expectErrs(1)
+	err = <-w.Errors()
+	var oe *OverflowError
+	if !errors.As(err, &oe) || !errors.Is(err, fsnotify.ErrEventOverflow) {
+		t.Fatalf("error %v, want *OverflowError matching fsnotify.ErrEventOverflow", err)
+	}
+	if oe.Count != 50 || oe.Span != 50*time.Millisecond+OverflowQuiet {
+		t.Fatalf("OverflowError = %+v, want 50 overflows in %v", oe, 50*time.Millisecond+OverflowQuiet)
+	}
+	clock.Advance(time.Hour)
+	expectErrs(0)
+
+	// Another error is not held back.
+	src.errors <- errors.New("boom")
+	expectErrs(1)
+	if err := <-w.Errors(); !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("error %v, want boom", err)
+	}
+
+	// A burst that never goes quiet is reported every OverflowMaxBurst.
+	step := OverflowQuiet / 2
+	reported := 0
+	for elapsed := time.Duration(0); elapsed < OverflowMaxBurst+step; elapsed += step {
+		overflows(1)
+		clock.Advance(step)
+		if w.barrierErrs() > 0 {
+			<-w.Errors()
+			reported++
+		}
+	}
+	if reported != 1 {
+		t.Fatalf("a non-stop burst over %v was reported %d times, want 1", OverflowMaxBurst, reported)
 	}
 }

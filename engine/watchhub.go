@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -121,7 +123,14 @@ type hubSource struct {
 	errors chan error
 	dirs   map[string]bool // guarded by hub.mu
 	closed bool            // guarded by hub.mu
+	// overflowQueued is set while an overflow error waits in errors: a
+	// burst of overflows then costs one slot, not the whole buffer.
+	overflowQueued atomic.Bool
 }
+
+// overflowReceived tells the hub that the subscriber took the queued
+// overflow error; the next overflow is queued again.
+func (s *hubSource) overflowReceived() { s.overflowQueued.Store(false) }
 
 // push and pushErr run under hub.mu and never block the hub.
 func (s *hubSource) push(ev fsnotify.Event) {
@@ -137,6 +146,19 @@ func (s *hubSource) push(ev fsnotify.Event) {
 
 func (s *hubSource) pushErr(err error) {
 	if s.closed {
+		return
+	}
+	if errors.Is(err, fsnotify.ErrEventOverflow) {
+		if s.overflowQueued.Load() {
+			return // the reader will rescan anyway
+		}
+		// Set before the send: the reader clears it once it has the error.
+		s.overflowQueued.Store(true)
+		select {
+		case s.errors <- err:
+		default:
+			s.overflowQueued.Store(false)
+		}
 		return
 	}
 	select {

@@ -69,3 +69,15 @@ func TestWatchHubSharesOneInstance(t *testing.T) {
 	os.WriteFile(q, []byte("y"), 0o644)
 	waitEvent(t, twin, q)
 }
+
+// injectErrors hands err to every subscriber n times, as a burst of
+// fsnotify errors would.
+func (h *WatchHub) injectErrors(err error, n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := 0; i < n; i++ {
+		for s := range h.subs {
+			s.pushErr(err)
+		}
+	}
+}

@@ -20,30 +20,23 @@ import (
 // transcript of the connection that sent it goes to the matching
 // <timestamp>-<n>.transcript.
 //
-// Pairing a transcript with a message: the server cannot tell which client
-// connection a message came from, so each connection's transcript writer
-// watches for the server's positive reply to the final "." and then claims
-// the oldest unclaimed message with the same envelope sender. Scripts send
-// one message at a time per connection, so this is exact unless two
-// connections finish messages with the same sender at the same instant, in
-// which case their transcripts may be swapped. Connections that sent no
-// message (a VRFY probe, a refused login) are written as
-// <timestamp>-conn-<n>.transcript when the capture closes.
+// Pairing a transcript with a message is exact, whatever the concurrency:
+// the capture server ends its reply to the final "." with the message's
+// queue ID ("250 2.0.0 OK: queued as Q000007"), which only the connection
+// that sent the message reads. Each connection's transcript writer takes
+// the ID from that reply and claims the message filed under it.
+// Connections that sent no message (a VRFY probe, a refused login) are
+// written as <timestamp>-conn-<n>.transcript when the capture closes.
 type capture struct {
 	srv    *devserver.Server
 	dir    string
 	logger *slog.Logger
 
 	mu      sync.Mutex
-	n       int            // messages written so far
-	pending []*capturedMsg // messages not yet claimed by a transcript
+	n       int               // messages written so far
+	pending map[string]string // queue ID → file base name, not yet claimed
 	conns   []*transcriptBuf
 	err     error // first write error
-}
-
-type capturedMsg struct {
-	base string // file name without extension
-	from string
 }
 
 // startCapture starts the capture server on 127.0.0.1:0 and creates dir.
@@ -51,7 +44,7 @@ func startCapture(dir string, logger *slog.Logger) (*capture, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("dry run: create %s: %w", dir, err)
 	}
-	c := &capture{dir: dir, logger: logger}
+	c := &capture{dir: dir, logger: logger, pending: map[string]string{}}
 	srv, err := devserver.Start(devserver.Config{
 		Addr: "127.0.0.1:0",
 		// Any user and password: the script's real credentials may not
@@ -87,7 +80,7 @@ func (c *capture) onData(m *devserver.Message) *devserver.Reject {
 		}
 		return &devserver.Reject{Code: 451, Enhanced: [3]int{4, 3, 0}, Message: "dry run: cannot store message"}
 	}
-	c.pending = append(c.pending, &capturedMsg{base: base, from: m.From})
+	c.pending[m.QueueID] = base
 	c.logger.Info("dry run: message captured", "file", path, "from", m.From, "to", strings.Join(m.To, ", "), "bytes", len(m.Data))
 	return nil
 }
@@ -102,17 +95,16 @@ func (c *capture) Transcript(hostport string) io.Writer {
 	return t
 }
 
-// claim hands the oldest pending message sent by from to a transcript.
-func (c *capture) claim(from string) *capturedMsg {
+// claim hands the message with the given queue ID to the transcript that
+// read the ID in its server's reply; "" when there is none.
+func (c *capture) claim(queueID string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i, m := range c.pending {
-		if m.from == from {
-			c.pending = append(c.pending[:i], c.pending[i+1:]...)
-			return m
-		}
+	base, ok := c.pending[queueID]
+	if ok {
+		delete(c.pending, queueID)
 	}
-	return nil
+	return base
 }
 
 func (c *capture) writeTranscript(base string, data []byte) {
@@ -166,14 +158,14 @@ func (c *capture) Close() error {
 }
 
 // transcriptBuf collects one connection's "C: "/"S: " lines and spots the
-// end of each message: a positive server reply right after "C: .".
+// end of each message: a positive server reply right after "C: ." (or the
+// last BDAT chunk), which carries the message's queue ID.
 type transcriptBuf struct {
 	c *capture
 
 	mu       sync.Mutex
 	buf      bytes.Buffer
 	partial  []byte
-	mailFrom string
 	afterDot bool
 	last     string // base name of the last message this connection sent
 }
@@ -195,15 +187,13 @@ func (t *transcriptBuf) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// line tracks the envelope sender and the reply to the final dot.
+// queuedAs is how the capture server's accepting reply ends.
+const queuedAs = " queued as "
+
+// line watches for the reply to the end of a message.
 func (t *transcriptBuf) line(line string) {
 	switch {
-	case strings.HasPrefix(line, "C: MAIL FROM:<"):
-		rest := strings.TrimPrefix(line, "C: MAIL FROM:<")
-		if i := strings.IndexByte(rest, '>'); i >= 0 {
-			t.mailFrom = rest[:i]
-		}
-	case line == "C: .":
+	case line == "C: .", strings.HasPrefix(line, "C: BDAT ") && strings.HasSuffix(line, " LAST"):
 		t.afterDot = true
 	case t.afterDot && strings.HasPrefix(line, "S: "):
 		reply := strings.TrimPrefix(line, "S: ")
@@ -211,11 +201,13 @@ func (t *transcriptBuf) line(line string) {
 			return // a continuation line; wait for the last one
 		}
 		t.afterDot = false
-		if strings.HasPrefix(reply, "2") {
-			if m := t.c.claim(t.mailFrom); m != nil {
-				t.last = m.base
-				t.c.writeTranscript(m.base, t.buf.Bytes())
-			}
+		i := strings.LastIndex(reply, queuedAs)
+		if !strings.HasPrefix(reply, "2") || i < 0 {
+			return
+		}
+		if base := t.c.claim(strings.TrimSpace(reply[i+len(queuedAs):])); base != "" {
+			t.last = base
+			t.c.writeTranscript(base, t.buf.Bytes())
 		}
 	}
 }

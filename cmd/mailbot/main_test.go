@@ -338,7 +338,7 @@ func TestCheck(t *testing.T) {
 			env:     []string{"MAILBOT_TEST_RELAY_PW=secret"},
 			scripts: map[string]string{"cron.lua": "local x = 1\nmailbot.cron(\"61 * * * *\", function() end)\n"},
 			code:    1,
-			want:    []string{"scripts/cron.lua:2: mailbot.cron:", "above maximum"},
+			want:    []string{"scripts/cron.lua:2: mailbot.cron:", `minute field "61": must be 0-59`},
 		},
 		{
 			name:    "mail sent at load time",

@@ -48,6 +48,14 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		fmt.Fprintf(m.Stderr, "mailbot run: %v\n", err)
 		return exitConfig
 	}
+	// One daemon per state_dir: a second one would fire every schedule and
+	// handle every file twice. exec, check and queue do not take the lock.
+	lock, err := engine.LockStateDir(cfg.Resolve(cfg.StateDir))
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "mailbot run: %v\n", err)
+		return exitFailure
+	}
+	defer lock.Release()
 	env, err := m.prepareScripts(cfg, logger, &dry, true)
 	if err != nil {
 		logger.Error("startup failed", "error", err)
@@ -63,7 +71,7 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		Location:   env.lua.Location,
 		Lua:        env.lua,
 	}
-	e, err := engine.New(ecfg, engine.WithLogger(logger))
+	e, err := engine.New(ecfg, engine.WithLogger(logger), engine.WithStateLock(lock))
 	if err != nil {
 		logger.Error("startup failed", "error", err)
 		return exitFailure

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -314,4 +315,65 @@ func TestRunDryRun(t *testing.T) {
 	if n := len(maildirMessages(t, dir)); n != 0 {
 		t.Errorf("dry run delivered %d message(s)", n)
 	}
+}
+
+// TestRunSecondDaemonRefused starts one daemon, checks that a second one on
+// the same state_dir is refused with the holder's PID while exec, check
+// and queue still work, and that the state_dir is free once the first has
+// stopped.
+func TestRunSecondDaemonRefused(t *testing.T) {
+	t.Parallel()
+	dir := copyExamples(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	startDaemon := func() (*exec.Cmd, *syncBuffer) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, mailbotBin, "run", "-c", "mailbot.yaml")
+		cmd.Dir = dir
+		cmd.Env = cleanEnv()
+		logs := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill() })
+		// A subprocess: poll its log with a deadline.
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(logs.String(), "engine started") {
+			if time.Now().After(deadline) {
+				t.Fatalf("daemon did not start; log:\n%s", logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return cmd, logs
+	}
+	stop := func(cmd *exec.Cmd, logs *syncBuffer) {
+		t.Helper()
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("daemon did not exit 0: %v\n%s", err, logs.String())
+		}
+	}
+
+	first, firstLogs := startDaemon()
+	r := mailbot(t, dir, nil, "run", "-c", "mailbot.yaml")
+	lockFile := filepath.Join(dir, "var", "state", "mailbot.lock")
+	want := fmt.Sprintf("is in use by mailbot PID %d (lock file %s); run one daemon per state_dir", first.Process.Pid, lockFile)
+	if r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("second daemon: want a refusal containing %q, got %v", want, r)
+	}
+	for _, args := range [][]string{
+		{"check", "-c", "mailbot.yaml"},
+		{"queue", "list", "-c", "mailbot.yaml"},
+		{"exec", "-c", "mailbot.yaml", "--dry-run", "scripts/smtp-raw.lua"},
+	} {
+		if r := mailbot(t, dir, nil, args...); r.code != 0 {
+			t.Errorf("%v next to a running daemon: %v", args, r)
+		}
+	}
+	stop(first, firstLogs)
+	again, againLogs := startDaemon()
+	stop(again, againLogs)
 }
