@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -353,7 +352,7 @@ func configureClient(L *lua.LState, opts *SMTPOptions, lc *luaClient, t *lua.LTa
 	}
 	d.LocalName = optString(L, t, "local_hostname", "")
 	if f := optString(L, t, "ca_file", ""); f != "" {
-		pem, err := os.ReadFile(ResolvePath(L, f))
+		pem, err := stateFiles(L).readPublic(f)
 		if err != nil {
 			L.RaiseError("smtp.connect: ca_file: %v", err)
 		}
@@ -560,7 +559,7 @@ func clientStartTLS(L *lua.LState) int {
 	if t, ok := L.Get(2).(*lua.LTable); ok {
 		cfg = cfg.Clone()
 		if f := optString(L, t, "ca_file", ""); f != "" {
-			pem, err := os.ReadFile(ResolvePath(L, f))
+			pem, err := stateFiles(L).readPublic(f)
 			if err != nil {
 				L.RaiseError("starttls: ca_file: %v", err)
 			}

@@ -41,7 +41,7 @@ dev_server:
 
 func TestParseConfigDefaultsAndPaths(t *testing.T) {
 	t.Parallel()
-	cfg, err := ParseConfig("/etc/mailbot/mailbot.yaml", []byte("state_dir: /var/lib/mailbot\nrun_timeout: 2m\n"))
+	cfg, err := ParseConfig("/etc/mailbot/mailbot.yaml", []byte("scripts_dir: scripts\nstate_dir: /var/lib/mailbot\nrun_timeout: 2m\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

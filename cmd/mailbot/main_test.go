@@ -386,7 +386,7 @@ func TestCheck(t *testing.T) {
 func TestCheckUsesMailbotConfigEnv(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "conf", "x.yaml"), "scripts_dir: s\n")
+	writeFile(t, filepath.Join(dir, "conf", "x.yaml"), "scripts_dir: s\nstate_dir: st\n")
 	if err := os.MkdirAll(filepath.Join(dir, "conf", "s"), 0o755); err != nil {
 		t.Fatal(err)
 	}
