@@ -349,9 +349,11 @@ func (a *fileAccess) readFile(p string) ([]byte, error) {
 }
 
 // checkTrusted is the gate for the trusted sandbox's own file functions
-// (io.open, io.lines, dofile, loadfile): secrets and /proc leaks only.
+// (io.open, io.lines, dofile, loadfile, ...): secrets and /proc leaks only.
+// Those functions resolve relative paths against the process's working
+// directory, and so does the check.
 func (a *fileAccess) checkTrusted(p string) error {
-	abs := a.resolve(p)
+	abs := absClean(p)
 	if isProcLeak(abs) {
 		return procError(p)
 	}
@@ -692,10 +694,11 @@ func stateFiles(L *lua.LState) *fileAccess {
 // for ca_file, usually under /etc/ssl) outside the roots: only the secret
 // and /proc checks apply, and its content never reaches the script.
 func (a *fileAccess) readPublic(p string) ([]byte, error) {
-	if err := a.checkTrusted(p); err != nil {
-		return nil, err
+	abs := a.resolve(p)
+	if isProcLeak(abs) {
+		return nil, procError(p)
 	}
-	f, err := os.Open(a.resolve(p))
+	f, err := os.Open(abs)
 	if err != nil {
 		return nil, err
 	}

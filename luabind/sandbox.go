@@ -79,7 +79,8 @@ func openLibs(L *lua.LState, o *Options) {
 }
 
 // guardTrustedFiles wraps the trusted sandbox's own file functions (io.open,
-// io.lines, io.input, io.output, dofile, loadfile) so that they refuse
+// io.lines, io.input, io.output, os.remove, os.rename, dofile, loadfile) so
+// that they refuse
 // secret files and /proc leaks too. It cannot make trusted a jail:
 // os.execute and io.popen still run any program.
 func guardTrustedFiles(L *lua.LState, a *fileAccess) {
@@ -118,6 +119,12 @@ func guardTrustedFiles(L *lua.LState, a *fileAccess) {
 		for _, name := range []string{"open", "lines", "input", "output"} {
 			wrap(io, name, 1)
 		}
+	}
+	if osmod, ok := L.GetGlobal(lua.OsLibName).(*lua.LTable); ok {
+		// Removing or renaming a secret file breaks its account or moves
+		// it where the checks above no longer find it by path.
+		wrap(osmod, "remove", 1)
+		wrap(osmod, "rename", 1)
 	}
 	wrap(nil, "dofile", 1)
 	wrap(nil, "loadfile", 1)

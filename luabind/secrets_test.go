@@ -92,10 +92,12 @@ func TestScriptsCannotReadSecrets(t *testing.T) {
 			both(procErr)},
 		{"via /proc/self/root", `return require("fs").read("/proc/self/root/proc/self/environ")`,
 			both(procErr)},
-		{"io.open", `return io.open("link"):read("*a")`, map[Sandbox]string{SandboxTrusted: fileErr}},
+		{"io.open", `return io.open(DIR .. "/link"):read("*a")`, map[Sandbox]string{SandboxTrusted: fileErr}},
 		{"io.lines", `for l in io.lines(DIR .. "/relay.secret") do return l end`, map[Sandbox]string{SandboxTrusted: fileErr}},
 		{"io.open environ", `return io.open("/proc/self/environ"):read("*a")`, map[Sandbox]string{SandboxTrusted: procErr}},
 		{"dofile", `return dofile(DIR .. "/hardlink")`, map[Sandbox]string{SandboxTrusted: fileErr}},
+		{"os.rename", `assert(os.rename(DIR .. "/link", DIR .. "/x"))`, map[Sandbox]string{SandboxTrusted: fileErr}},
+		{"os.remove", `assert(os.remove(DIR .. "/relay.secret"))`, map[Sandbox]string{SandboxTrusted: fileErr}},
 	}
 	for _, sb := range []Sandbox{SandboxStrict, SandboxTrusted} {
 		for _, tc := range tests {
