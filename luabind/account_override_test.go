@@ -117,6 +117,9 @@ func TestAccountCredentialsGoOnlyToTheAccountsServer(t *testing.T) {
 			`local c = smtp.new(); c:connect("127.0.0.1:" .. EVIL); c:login()`, `this client uses account "relay"`},
 		{"plain connect to a starttls account, login without starttls", "starttls", true,
 			`local c = smtp.new{account = "relay"}; c:connect(); c:login()`, `requires TLS (tls = starttls)`},
+		{"own server, then login without arguments", "none", true,
+			`local c = smtp.connect{host = "127.0.0.1", port = EVIL, tls = "none", allow_insecure_auth = true}; c:login()`,
+			"the connection has no account"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,7 +146,7 @@ func TestAccountCredentialsGoOnlyToTheAccountsServer(t *testing.T) {
 					t.Errorf("AUTH was sent: %q", l)
 				}
 			}
-			if evil != relay && en != 0 {
+			if evil != relay && en != 0 && !strings.HasPrefix(tc.name, "own server") {
 				t.Errorf("the script's server got %d connection(s)", en)
 			}
 		})
