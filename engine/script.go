@@ -164,6 +164,8 @@ func (e *Engine) newScript(path string) (*script, error) {
 		opts.BaseDir = e.cfg.ScriptsDir
 	}
 	opts.ScriptName = name
+	// The state store is the engine's, never the scripts' (strict).
+	opts.FSDenied = append(append([]string(nil), opts.FSDenied...), e.cfg.StateDir)
 	L := luabind.NewState(opts)
 	st, err := e.store.Script(strings.TrimSuffix(name, ".lua"))
 	if err != nil {
@@ -300,6 +302,11 @@ func (s *script) luaOnFile(L *lua.LState) int {
 		L.RaiseError("mailbot.on_file: dir is required")
 	}
 	spec := FileSpec{Dir: luabind.ResolvePath(L, string(dir)), Backoff: DefaultBackoff()}
+	// Under strict, the handler may touch files in its drop folder (ev.path,
+	// moving them on); with fs_roots set, the folder must lie inside them.
+	if err := luabind.AddFSRoot(L, spec.Dir); err != nil {
+		L.RaiseError("mailbot.on_file: dir: %v", err)
+	}
 	if p, ok := L.GetField(opts, "pattern").(lua.LString); ok {
 		if _, err := filepath.Match(string(p), "x"); err != nil {
 			L.RaiseError("mailbot.on_file: pattern %q: %v", string(p), err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -44,7 +43,7 @@ func openCSV(o *Options) lua.LGFunction {
 		},
 		"read": func(L *lua.LState) int {
 			path := L.CheckString(1)
-			f, err := os.Open(resolvePath(o.BaseDir, path))
+			f, err := o.files.open(path)
 			if err != nil {
 				L.RaiseError("csv.read: %v", err)
 			}

@@ -8,7 +8,8 @@
 //	csv       csv.parse / csv.read / csv.encode
 //	template  template.render / template.render_file (Go text/template, html/template)
 //	log       log.debug / info / warn / error, structured fields, secret redaction
-//	fs        files and directories relative to Options.BaseDir
+//	fs        files and directories relative to Options.BaseDir; under
+//	          strict only inside Options.FSRoots; never secret files
 //	time      time.now / format / parse / date / add / duration
 //	env       env.get / env.require
 //

@@ -11,6 +11,9 @@ import (
 //	env.get(name [, default]) -> string | default | nil
 //	env.require(name) -> string   -- raises "environment variable NAME is not set"
 //
+// A variable the configuration names as a secret (Options.Secrets) raises
+// "NAME holds a secret of account X; use c:login()" in both functions.
+//
 // env.require also rejects a variable that is set but empty: for the
 // credentials and addresses scripts read this way, empty is a misconfiguration.
 func openEnv(o *Options) lua.LGFunction {
@@ -18,6 +21,9 @@ func openEnv(o *Options) lua.LGFunction {
 		name := L.CheckString(1)
 		if name == "" || strings.ContainsAny(name, "=\x00") {
 			L.ArgError(1, "invalid environment variable name")
+		}
+		if err := o.Secrets.CheckEnv(name); err != nil {
+			L.RaiseError("%v", err)
 		}
 		return name
 	}

@@ -17,9 +17,12 @@ import (
 const defaultFileMode fs.FileMode = 0o644
 
 // openFS returns the loader of the fs module. Relative paths resolve against
-// Options.BaseDir; absolute paths are used as given. Failures raise an error
-// naming the function and the path, e.g. "fs.read: open /srv/x: permission
-// denied".
+// Options.BaseDir. Every access goes through the state's file gate: secret
+// files and the /proc files that leak secrets are refused in both
+// sandboxes, and under strict only Options.FSRoots are reachable (see
+// fileAccess). Failures raise an error naming the function and the path,
+// e.g. "fs.read: open /srv/x: permission denied" or "fs.read: path
+// /etc/passwd is outside fs_roots (config line 4)".
 //
 //	fs.read(path) -> string
 //	fs.write(path, data [, {append = true, mode = "0600"}])
@@ -36,16 +39,14 @@ const defaultFileMode fs.FileMode = 0o644
 //	fs.remove(path [, {recursive = true}])
 //	fs.mkdir(path)                      -- creates parents as needed
 //	fs.basename(path), fs.dirname(path), fs.join(parts...) -> string
-//
-// The module is not a jail: BaseDir only anchors relative paths.
 func openFS(o *Options) lua.LGFunction {
-	res := func(p string) string { return resolvePath(o.BaseDir, p) }
+	a := o.files
 	fail := func(L *lua.LState, fname string, err error) {
 		L.RaiseError("fs.%s: %v", fname, err)
 	}
 	funcs := map[string]lua.LGFunction{
 		"read": func(L *lua.LState) int {
-			b, err := os.ReadFile(res(L.CheckString(1)))
+			b, err := a.readFile(L.CheckString(1))
 			if err != nil {
 				fail(L, "read", err)
 			}
@@ -53,7 +54,7 @@ func openFS(o *Options) lua.LGFunction {
 			return 1
 		},
 		"write": func(L *lua.LState) int {
-			path, data := res(L.CheckString(1)), L.CheckString(2)
+			path, data := L.CheckString(1), L.CheckString(2)
 			appendMode, mode, haveMode := false, defaultFileMode, false
 			if opts := L.OptTable(3, nil); opts != nil {
 				appendMode = lua.LVAsBool(opts.RawGetString("append"))
@@ -67,9 +68,9 @@ func openFS(o *Options) lua.LGFunction {
 			}
 			var err error
 			if appendMode {
-				err = appendFile(path, data, mode)
+				err = a.appendFile(path, data, mode)
 			} else {
-				err = writeFileAtomic(path, data, mode, haveMode)
+				err = a.writeAtomic(path, data, mode, haveMode)
 			}
 			if err != nil {
 				fail(L, "write", err)
@@ -77,12 +78,12 @@ func openFS(o *Options) lua.LGFunction {
 			return 0
 		},
 		"list": func(L *lua.LState) int {
-			entries, err := os.ReadDir(res(L.CheckString(1)))
+			entries, err := a.list(L.CheckString(1))
 			if err != nil {
 				fail(L, "list", err)
 			}
 			t := L.CreateTable(len(entries), 0)
-			for _, e := range entries { // ReadDir sorts by name
+			for _, e := range entries {
 				t.Append(lua.LString(e.Name()))
 			}
 			L.Push(t)
@@ -90,15 +91,19 @@ func openFS(o *Options) lua.LGFunction {
 		},
 		"glob": func(L *lua.LState) int {
 			pattern := L.CheckString(1)
-			matches, err := filepath.Glob(res(pattern))
+			matches, err := a.glob(pattern)
 			if err != nil {
+				var oe *OutsideRootsError
+				if errors.As(err, &oe) {
+					fail(L, "glob", err)
+				}
 				fail(L, "glob", fmt.Errorf("%s: %w", pattern, err))
 			}
 			t := L.CreateTable(len(matches), 0)
-			for _, m := range matches { // Glob returns lexical order
+			for _, m := range matches { // lexical order
 				if !filepath.IsAbs(pattern) && o.BaseDir != "" {
 					// Hand back paths in the form the pattern was given.
-					if rel, err := filepath.Rel(o.BaseDir, m); err == nil {
+					if rel, err := filepath.Rel(absClean(o.BaseDir), m); err == nil {
 						m = rel
 					}
 				}
@@ -109,7 +114,7 @@ func openFS(o *Options) lua.LGFunction {
 		},
 		"stat": func(L *lua.LState) int {
 			path := L.CheckString(1)
-			fi, err := os.Stat(res(path))
+			fi, err := a.stat(path)
 			if errors.Is(err, fs.ErrNotExist) {
 				L.Push(lua.LNil)
 				L.Push(lua.LString("no such file: " + path))
@@ -127,7 +132,7 @@ func openFS(o *Options) lua.LGFunction {
 			return 1
 		},
 		"exists": func(L *lua.LState) int {
-			_, err := os.Stat(res(L.CheckString(1)))
+			_, err := a.stat(L.CheckString(1))
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				fail(L, "exists", err)
 			}
@@ -135,32 +140,24 @@ func openFS(o *Options) lua.LGFunction {
 			return 1
 		},
 		"move": func(L *lua.LState) int {
-			if err := moveFile(res(L.CheckString(1)), res(L.CheckString(2))); err != nil {
+			if err := a.move(L.CheckString(1), L.CheckString(2)); err != nil {
 				fail(L, "move", err)
 			}
 			return 0
 		},
 		"remove": func(L *lua.LState) int {
-			path := res(L.CheckString(1))
+			path := L.CheckString(1)
 			recursive := false
 			if opts := L.OptTable(2, nil); opts != nil {
 				recursive = lua.LVAsBool(opts.RawGetString("recursive"))
 			}
-			var err error
-			if recursive {
-				if _, err = os.Lstat(path); err == nil {
-					err = os.RemoveAll(path)
-				}
-			} else {
-				err = os.Remove(path)
-			}
-			if err != nil {
+			if err := a.remove(path, recursive); err != nil {
 				fail(L, "remove", err)
 			}
 			return 0
 		},
 		"mkdir": func(L *lua.LState) int {
-			if err := os.MkdirAll(res(L.CheckString(1)), 0o755); err != nil {
+			if err := a.mkdirAll(L.CheckString(1)); err != nil {
 				fail(L, "mkdir", err)
 			}
 			return 0
@@ -252,22 +249,6 @@ func writeFileAtomic(path, data string, mode fs.FileMode, haveMode bool) (err er
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-// appendFile appends data to path, creating it with mode if missing.
-func appendFile(path, data string, mode fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.WriteString(f, data); err != nil {
-		f.Close()
-		return fmt.Errorf("append %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("append %s: %w", path, err)
 	}
 	return nil
 }

@@ -166,5 +166,6 @@ func assertOnlyFiles(t *testing.T, dir string, names ...string) {
 }
 
 func TestFSLuaFile(t *testing.T) {
-	runLuaTestFile(t, newTestState(t, Options{BaseDir: t.TempDir()}), "testdata/toolbox_fs.lua")
+	// The Lua tests make their own temporary folders (t:tempdir()).
+	runLuaTestFile(t, newTestState(t, Options{BaseDir: t.TempDir(), FSRoots: []string{os.TempDir()}}), "testdata/toolbox_fs.lua")
 }

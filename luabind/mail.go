@@ -37,6 +37,10 @@ type MailOptions struct {
 	// Accounts, when not nil, lists the valid account names.
 	DefaultAccount string
 	Accounts       map[string]bool
+	// ReadFile reads attachment paths; default os.ReadFile after joining
+	// BaseDir. NewState sets it to the state's file gate, which applies the
+	// sandbox's confinement and refuses secret files.
+	ReadFile func(path string) ([]byte, error)
 }
 
 // Enqueuer accepts a message for durable delivery; *outbox.Outbox is one.
@@ -419,7 +423,13 @@ func mailAttachment(v lua.LValue, opts *MailOptions, inline bool) (message.Attac
 		if !filepath.IsAbs(p) && opts.BaseDir != "" {
 			p = filepath.Join(opts.BaseDir, p)
 		}
-		data, err := os.ReadFile(p)
+		var data []byte
+		var err error
+		if opts.ReadFile != nil {
+			data, err = opts.ReadFile(path)
+		} else {
+			data, err = os.ReadFile(p)
+		}
 		if err != nil {
 			return a, false, err.Error() // *PathError: names the operation and the path
 		}

@@ -60,7 +60,11 @@ func openLibs(L *lua.LState, o *Options) {
 	}
 	if osmod, ok := L.GetGlobal(lua.OsLibName).(*lua.LTable); ok {
 		osmod.RawSetString("getenv", L.NewFunction(func(L *lua.LState) int {
-			if v, ok := o.Getenv(L.CheckString(1)); ok {
+			name := L.CheckString(1)
+			if err := o.Secrets.CheckEnv(name); err != nil {
+				L.RaiseError("%v", err)
+			}
+			if v, ok := o.Getenv(name); ok {
 				L.Push(lua.LString(v))
 			} else {
 				L.Push(lua.LNil)
@@ -68,7 +72,62 @@ func openLibs(L *lua.LState, o *Options) {
 			return 1
 		}))
 	}
-	confineRequire(L, o.ScriptsDir)
+	if o.Sandbox == SandboxTrusted {
+		guardTrustedFiles(L, o.files)
+	}
+	confineRequire(L, o.ScriptsDir, o.files)
+}
+
+// guardTrustedFiles wraps the trusted sandbox's own file functions (io.open,
+// io.lines, io.input, io.output, os.remove, os.rename, dofile, loadfile) so
+// that they refuse
+// secret files and /proc leaks too. It cannot make trusted a jail:
+// os.execute and io.popen still run any program.
+func guardTrustedFiles(L *lua.LState, a *fileAccess) {
+	wrap := func(t *lua.LTable, name string, arg int) {
+		var orig lua.LValue
+		if t == nil {
+			orig = L.GetGlobal(name)
+		} else {
+			orig = t.RawGetString(name)
+		}
+		fn, ok := orig.(*lua.LFunction)
+		if !ok {
+			return
+		}
+		guarded := L.NewFunction(func(L *lua.LState) int {
+			if s, ok := L.Get(arg).(lua.LString); ok {
+				if err := a.checkTrusted(string(s)); err != nil {
+					L.RaiseError("%v", err)
+				}
+			}
+			top := L.GetTop()
+			L.Push(fn)
+			for i := 1; i <= top; i++ {
+				L.Push(L.Get(i))
+			}
+			L.Call(top, lua.MultRet)
+			return L.GetTop() - top
+		})
+		if t == nil {
+			L.SetGlobal(name, guarded)
+		} else {
+			t.RawSetString(name, guarded)
+		}
+	}
+	if io, ok := L.GetGlobal(lua.IoLibName).(*lua.LTable); ok {
+		for _, name := range []string{"open", "lines", "input", "output"} {
+			wrap(io, name, 1)
+		}
+	}
+	if osmod, ok := L.GetGlobal(lua.OsLibName).(*lua.LTable); ok {
+		// Removing or renaming a secret file breaks its account or moves
+		// it where the checks above no longer find it by path.
+		wrap(osmod, "remove", 1)
+		wrap(osmod, "rename", 1)
+	}
+	wrap(nil, "dofile", 1)
+	wrap(nil, "loadfile", 1)
 }
 
 // keepOnly removes every string key of t that is not in keep.
@@ -92,7 +151,7 @@ func keepOnly(v lua.LValue, keep map[string]bool) {
 // a loader that reads only from dir, through an os.Root so that neither ".."
 // nor a symlink can lead outside it. package.path is informational: changing
 // it from a script does not widen the search.
-func confineRequire(L *lua.LState, dir string) {
+func confineRequire(L *lua.LState, dir string, a *fileAccess) {
 	pkg, ok := L.GetGlobal(lua.LoadLibName).(*lua.LTable)
 	if !ok {
 		return
@@ -105,7 +164,7 @@ func confineRequire(L *lua.LState, dir string) {
 			loaders.Append(preload)
 		}
 	}
-	loaders.Append(L.NewFunction(scriptsLoader(dir)))
+	loaders.Append(L.NewFunction(scriptsLoader(dir, a)))
 	pkg.RawSetString("loaders", loaders)
 	L.SetField(L.Get(lua.RegistryIndex), "_LOADERS", loaders)
 
@@ -120,7 +179,7 @@ func confineRequire(L *lua.LState, dir string) {
 // scriptsLoader returns the package.loaders entry that finds module "a.b" as
 // dir/a/b.lua. As the last loader it raises the "not found" error itself, so
 // the message names the scripts directory instead of listing loader internals.
-func scriptsLoader(dir string) lua.LGFunction {
+func scriptsLoader(dir string, a *fileAccess) lua.LGFunction {
 	return func(L *lua.LState) int {
 		name := L.CheckString(1)
 		if !validModuleName(name) {
@@ -143,6 +202,13 @@ func scriptsLoader(dir string) lua.LGFunction {
 			L.RaiseError("module '%s': %v", name, err)
 		}
 		defer f.Close()
+		if a != nil {
+			// A secret file or one in the state store is not Lua to run:
+			// its content would show up in the syntax error.
+			if err := a.verify(&loc{shown: filepath.Join(dir, filepath.FromSlash(rel))}, f); err != nil {
+				L.RaiseError("module '%s': %v", name, err)
+			}
+		}
 		chunkName := filepath.Join(dir, filepath.FromSlash(rel))
 		proto, err := compileReader(f, chunkName)
 		if err != nil {

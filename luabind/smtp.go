@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,9 +87,14 @@ type luaClient struct {
 	c       *smtp.Client
 	dialer  smtp.Dialer
 	account *Account
-	host    string
-	port    int
-	debug   bool
+	// accountName names account; accountPort and accountTLS are its
+	// effective port and TLS mode, the only ones its credentials go to.
+	accountName string
+	accountPort int
+	accountTLS  smtp.TLSMode
+	host        string
+	port        int
+	debug       bool
 	// tlsExplicit records that the script or account chose the TLS mode.
 	tlsExplicit bool
 	dryRun      *DryRun
@@ -298,6 +302,80 @@ var connectFields = map[string]bool{
 	"account": true, "lmtp": true, "tls_fingerprint": true, "socket": true,
 }
 
+// checkAccountOverrides refuses options that would change where an
+// account's credentials go, or weaken how the server is verified: another
+// host, port, TLS mode or socket, allow_insecure_auth, insecure_skip_verify,
+// ca_file, tls_fingerprint. A value equal to the account's own is no
+// override. Timeouts, debug, local_hostname and lmtp stay free.
+func checkAccountOverrides(L *lua.LState, t *lua.LTable, name string, implicit bool, a Account) {
+	mode, port, err := tlsDefaults(a.TLS, a.Port)
+	if err != nil {
+		L.RaiseError("smtp.connect: account %q: %s", name, strings.TrimPrefix(err.Error(), "smtp: "))
+	}
+	var bad []string
+	if v, ok := L.GetField(t, "host").(lua.LString); ok && string(v) != a.Host {
+		bad = append(bad, "host")
+	}
+	if v, ok := L.GetField(t, "port").(lua.LNumber); ok && int(v) != port {
+		bad = append(bad, "port")
+	}
+	if v, ok := L.GetField(t, "tls").(lua.LString); ok {
+		if m, err := smtp.ParseTLSMode(string(v)); err != nil || m != mode {
+			bad = append(bad, "tls")
+		}
+	}
+	if L.GetField(t, "socket") != lua.LNil {
+		bad = append(bad, "socket")
+	}
+	if lua.LVAsBool(L.GetField(t, "allow_insecure_auth")) && !a.AllowInsecureAuth {
+		bad = append(bad, "allow_insecure_auth")
+	}
+	if lua.LVAsBool(L.GetField(t, "insecure_skip_verify")) {
+		bad = append(bad, "insecure_skip_verify")
+	}
+	for _, k := range []string{"ca_file", "tls_fingerprint"} {
+		if L.GetField(t, k) != lua.LNil {
+			bad = append(bad, k)
+		}
+	}
+	if len(bad) == 0 {
+		return
+	}
+	which := fmt.Sprintf("account %q", name)
+	if implicit {
+		which = fmt.Sprintf("the default account %q (used because no host is given)", name)
+	}
+	L.RaiseError("smtp.connect: cannot override %s of %s: an account's credentials go only to its own host, port and TLS settings (for another server, give host and no account, and pass user and password to c:login)",
+		strings.Join(bad, ", "), which)
+}
+
+// checkAccountTarget refuses c:connect(host, port) to anything but the
+// account's own server on a client bound to an account.
+func checkAccountTarget(L *lua.LState, lc *luaClient, host string, port int) {
+	if lc.account == nil {
+		return
+	}
+	if host != lc.account.Host || (port != 0 && port != lc.accountPort) {
+		L.RaiseError("connect: this client uses account %q, whose credentials go only to %s; create the client with smtp.new{ host = ... } (no account) to connect elsewhere",
+			lc.accountName, net.JoinHostPort(lc.account.Host, strconv.Itoa(lc.accountPort)))
+	}
+}
+
+// checkAccountLogin is the last line of defence before an account's
+// password is sent: the connection must be to the account's own server,
+// and encrypted when the account's TLS mode is starttls or implicit.
+func checkAccountLogin(L *lua.LState, lc *luaClient, c *smtp.Client) {
+	if lc.host != lc.account.Host || lc.port != lc.accountPort {
+		L.RaiseError("login: the connection is to %s, not to account %q's server; its credentials go only there",
+			net.JoinHostPort(lc.host, strconv.Itoa(lc.port)), lc.accountName)
+	}
+	if lc.accountTLS == smtp.TLSStartTLS || lc.accountTLS == smtp.TLSImplicit {
+		if _, ok := c.TLSConnectionState(); !ok {
+			L.RaiseError("login: account %q requires TLS (tls = %s) before its credentials are sent; call c:starttls() first", lc.accountName, lc.accountTLS)
+		}
+	}
+}
+
 // configureClient reads connect options into lc.dialer, starting from the
 // named (or default) account when one applies.
 func configureClient(L *lua.LState, opts *SMTPOptions, lc *luaClient, t *lua.LTable) {
@@ -317,15 +395,19 @@ func configureClient(L *lua.LState, opts *SMTPOptions, lc *luaClient, t *lua.LTa
 	tlsCfg := &tls.Config{}
 
 	accountName := optString(L, t, "account", "")
-	if accountName == "" && L.GetField(t, "host") == lua.LNil && opts.DefaultAccount != "" {
-		accountName = opts.DefaultAccount
+	implicit := false
+	if accountName == "" && L.GetField(t, "host") == lua.LNil && L.GetField(t, "socket") == lua.LNil && opts.DefaultAccount != "" {
+		accountName, implicit = opts.DefaultAccount, true
 	}
 	if accountName != "" {
 		a, ok := opts.Accounts[accountName]
 		if !ok {
 			L.RaiseError("smtp.connect: unknown account %q (configure it under accounts: in the config file)", accountName)
 		}
+		checkAccountOverrides(L, t, accountName, implicit, a)
 		lc.account = &a
+		lc.accountName = accountName
+		lc.accountTLS, lc.accountPort, _ = tlsDefaults(a.TLS, a.Port)
 		lc.host, lc.port = a.Host, a.Port
 		if a.Timeout > 0 {
 			d.Timeout, d.CommandTimeout = a.Timeout, a.Timeout
@@ -371,7 +453,7 @@ func configureClient(L *lua.LState, opts *SMTPOptions, lc *luaClient, t *lua.LTa
 	}
 	d.LocalName = optString(L, t, "local_hostname", "")
 	if f := optString(L, t, "ca_file", ""); f != "" {
-		pem, err := os.ReadFile(ResolvePath(L, f))
+		pem, err := stateFiles(L).readPublic(f)
 		if err != nil {
 			L.RaiseError("smtp.connect: ca_file: %v", err)
 		}
@@ -490,17 +572,21 @@ func dial(L *lua.LState, lc *luaClient) {
 // clientConnect: c:connect([host [, port]]) -> code, text of the greeting.
 func clientConnect(L *lua.LState, opts *SMTPOptions) int {
 	lc := checkClient(L, 1)
+	host, port := lc.host, 0
 	if L.GetTop() >= 2 {
-		host := L.CheckString(2)
+		host = L.CheckString(2)
 		if h, p, err := net.SplitHostPort(host); err == nil && L.GetTop() < 3 {
 			host = h
-			n, _ := strconv.Atoi(p)
-			lc.port = n
+			port, _ = strconv.Atoi(p)
 		}
-		lc.host = host
 	}
 	if L.GetTop() >= 3 {
-		lc.port = L.CheckInt(3)
+		port = L.CheckInt(3)
+	}
+	checkAccountTarget(L, lc, host, port)
+	lc.host = host
+	if port != 0 {
+		lc.port = port
 	}
 	// smtplib's connect does no TLS: the script calls starttls() itself.
 	// Implicit TLS (port 465 or tls = "implicit") must happen before the
@@ -576,9 +662,12 @@ func clientStartTLS(L *lua.LState) int {
 	}
 	cfg := lc.dialer.TLSConfig
 	if t, ok := L.Get(2).(*lua.LTable); ok {
+		if lc.account != nil && (L.GetField(t, "ca_file") != lua.LNil || lua.LVAsBool(L.GetField(t, "insecure_skip_verify"))) {
+			L.RaiseError("starttls: ca_file and insecure_skip_verify cannot be used on a connection of account %q: its server is verified as the account says", lc.accountName)
+		}
 		cfg = cfg.Clone()
 		if f := optString(L, t, "ca_file", ""); f != "" {
-			pem, err := os.ReadFile(ResolvePath(L, f))
+			pem, err := stateFiles(L).readPublic(f)
 			if err != nil {
 				L.RaiseError("starttls: ca_file: %v", err)
 			}
@@ -609,6 +698,9 @@ func clientLogin(L *lua.LState) int {
 			L.RaiseError("login: no user name given and the connection has no account with a username")
 		}
 		user = lc.account.Username
+		if lc.dryRun == nil {
+			checkAccountLogin(L, lc, c)
+		}
 		if lc.account.Password != nil {
 			p, err := lc.account.Password()
 			if err != nil && lc.dryRun != nil {

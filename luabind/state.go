@@ -92,6 +92,30 @@ type Options struct {
 	RegistrySize int
 	// RegistryMaxSize bounds value-stack growth; default DefaultRegistryMaxSize.
 	RegistryMaxSize int
+
+	// FSRoots are the folders a strict script's files may be in: fs, csv,
+	// template, mail attachments and ca_file reach nothing else, through
+	// os.Root so that ".." and symlinks cannot escape (require stays
+	// inside ScriptsDir). Nil means ScriptsDir and BaseDir. The engine adds
+	// each on_file folder a script registers (see AddFSRoot). Ignored
+	// under SandboxTrusted.
+	FSRoots []string
+	// FSRootsFixed makes AddFSRoot refuse folders outside FSRoots instead
+	// of adding them: the configuration listed the roots explicitly.
+	FSRootsFixed bool
+	// FSRootsSource says where FSRoots come from in errors ("path X is
+	// outside fs_roots (config line 12)"); empty reads "default".
+	FSRootsSource string
+	// FSDenied are folders inside the roots that strict scripts may not
+	// touch (the state store: ledger, outbox, mailbot.state), except for
+	// roots that lie inside them (state_dir/files).
+	FSDenied []string
+	// Secrets are the variables and files scripts may not read, in either
+	// sandbox; nil: none.
+	Secrets *Secrets
+
+	// files is the gate every file access goes through; set by NewState.
+	files *fileAccess
 }
 
 // withDefaults fills every zero field that has a default.
@@ -153,6 +177,7 @@ func NewState(opts Options) *lua.LState {
 		// stack grow on demand instead of holding CallStackSize frames.
 		MinimizeStackMemory: true,
 	})
+	o.files = newFileAccess(&o)
 	ud := L.NewUserData()
 	ud.Value = &o
 	L.SetField(L.Get(lua.RegistryIndex), registryKey, ud)
@@ -169,7 +194,8 @@ func NewState(opts Options) *lua.LState {
 
 	// mailbot modules: smtp, mail
 	L.PreloadModule("smtp", NewSMTPModule(o.SMTP))
-	mailOpts := MailOptions{BaseDir: o.BaseDir, Now: o.Now, Outbox: o.Outbox, DefaultAccount: o.SMTP.DefaultAccount}
+	mailOpts := MailOptions{BaseDir: o.BaseDir, Now: o.Now, Outbox: o.Outbox, DefaultAccount: o.SMTP.DefaultAccount,
+		ReadFile: o.files.readFile}
 	if o.SMTP.Accounts != nil {
 		mailOpts.Accounts = make(map[string]bool, len(o.SMTP.Accounts))
 		for name := range o.SMTP.Accounts {

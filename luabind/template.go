@@ -6,7 +6,6 @@ import (
 	htmltemplate "html/template"
 	"io"
 	"math"
-	"os"
 	"strings"
 	texttemplate "text/template"
 
@@ -49,7 +48,7 @@ func openTemplate(o *Options) lua.LGFunction {
 			},
 			"render_file": func(L *lua.LState) int {
 				path := L.CheckString(1)
-				src, err := os.ReadFile(resolvePath(o.BaseDir, path))
+				src, err := o.files.readFile(path)
 				if err != nil {
 					L.RaiseError("template.render_file: %v", err)
 				}

@@ -130,9 +130,7 @@ func (m *Main) checkRegistrations(cfg *Config, base string) []Problem {
 		return []Problem{{File: dir, Msg: err.Error()}}
 	}
 	lopts := luabind.Options{Getenv: m.lookupEnv, Logger: slog.New(slog.DiscardHandler)}
-	if cfg.Sandbox == "trusted" {
-		lopts.Sandbox = luabind.SandboxTrusted
-	}
+	cfg.applySandbox(&lopts)
 	ecfg := engine.Config{ScriptsDir: dir, RunTimeout: cfg.RunTimeout, Lua: lopts}
 	if cfg.Timezone != "" {
 		if loc, err := time.LoadLocation(cfg.Timezone); err == nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -46,6 +45,9 @@ type Config struct {
 	DefaultAccount string `yaml:"default_account"`
 	// Sandbox is "strict" (default) or "trusted".
 	Sandbox string `yaml:"sandbox"`
+	// FSRoots are the folders strict scripts' files may be in; nil means
+	// the default (see fsRootsFor). Relative to the config file.
+	FSRoots []string `yaml:"fs_roots"`
 	// Workers bounds parallel script runs.
 	Workers int `yaml:"workers"`
 	// Timezone is the IANA zone for cron schedules; empty means local time.
@@ -81,9 +83,12 @@ type AccountConfig struct {
 	Username string `yaml:"username"`
 	// Password exists only so that an inline password is reported with
 	// advice rather than as an unknown key; Validate always rejects it.
-	Password     any    `yaml:"password"`
-	PasswordEnv  string `yaml:"password_env"`
-	PasswordFile string `yaml:"password_file"`
+	Password any `yaml:"password"`
+	// PasswordEnv and PasswordFile are where the password is. The secret
+	// tag registers them in the secret registry (see Config.SecretKeys):
+	// scripts can read neither the variable nor the file.
+	PasswordEnv  string `yaml:"password_env" secret:"env"`
+	PasswordFile string `yaml:"password_file" secret:"file"`
 	From         string `yaml:"from"`
 	// Timeout bounds connecting and each command, e.g. "30s".
 	Timeout           time.Duration `yaml:"timeout"`
@@ -108,13 +113,14 @@ type DevServerConfig struct {
 	// Users maps AUTH user names to passwords. These are throwaway
 	// development credentials; empty accepts any user and password.
 	Users map[string]string `yaml:"users"`
+	// AllowRemote permits a listen address other than loopback. The dev
+	// server accepts any login, so exposing it must be a deliberate choice.
+	AllowRemote bool `yaml:"allow_remote"`
 }
 
 // DefaultConfig returns the configuration used for keys a file leaves out.
 func DefaultConfig() *Config {
 	return &Config{
-		ScriptsDir: "scripts",
-		StateDir:   "state",
 		Log:        LogConfig{Level: "info", Format: "text"},
 		Sandbox:    "strict",
 		Workers:    4,
@@ -409,12 +415,20 @@ func (c *Config) Validate() []Problem {
 	var probs []Problem
 	add := func(msg string, path ...string) { probs = append(probs, c.problem(msg, path...)) }
 
-	if c.ScriptsDir == "" {
-		add("must not be empty", "scripts_dir")
+	for _, req := range []struct{ key, val, what string }{
+		{"scripts_dir", c.ScriptsDir, "the folder of the *.lua scripts"},
+		{"state_dir", c.StateDir, "the folder where mailbot keeps its ledger, outbox and mailbot.state"},
+	} {
+		switch {
+		case req.val != "":
+		case lineOf(c.root, req.key) == 0:
+			// Absent: point at the top of the file, where it belongs.
+			probs = append(probs, Problem{File: c.path, Line: 1, Key: req.key, Msg: "missing required value: " + req.what})
+		default:
+			add("must not be empty", req.key)
+		}
 	}
-	if c.StateDir == "" {
-		add("must not be empty", "state_dir")
-	}
+	probs = append(probs, c.validateFSRoots()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -447,10 +461,8 @@ func (c *Config) Validate() []Problem {
 		}
 	}
 	if c.DevServer != nil {
-		if c.DevServer.Listen != "" {
-			if _, _, err := net.SplitHostPort(c.DevServer.Listen); err != nil {
-				add(fmt.Sprintf("want host:port, got %q", c.DevServer.Listen), "dev_server", "listen")
-			}
+		if msg := checkDevListen(c.DevServer.Listen, c.DevServer.AllowRemote); msg != "" {
+			add(msg, "dev_server", "listen")
 		}
 		for user := range c.DevServer.Users {
 			if user == "" || strings.ContainsAny(user, "\r\n\x00") {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,7 +43,7 @@ dev_server:
 
 func TestParseConfigDefaultsAndPaths(t *testing.T) {
 	t.Parallel()
-	cfg, err := ParseConfig("/etc/mailbot/mailbot.yaml", []byte("state_dir: /var/lib/mailbot\nrun_timeout: 2m\n"))
+	cfg, err := ParseConfig("/etc/mailbot/mailbot.yaml", []byte("scripts_dir: scripts\nstate_dir: /var/lib/mailbot\nrun_timeout: 2m\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +91,70 @@ dev_server: {}
 	for i := range want {
 		if probs[i].String() != want[i] {
 			t.Errorf("problem %d = %q, want %q", i, probs[i], want[i])
+		}
+	}
+}
+
+func TestSecretKeys(t *testing.T) {
+	t.Parallel()
+	cfg, err := ParseConfig("/etc/mailbot/mailbot.yaml", []byte(`scripts_dir: s
+state_dir: st
+accounts:
+  relay:
+    host: h
+    password_env: RELAY_PW
+  filed:
+    host: h
+    password_file: secrets/filed
+  none:
+    host: h
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.SecretKeys()
+	want := []SecretKey{
+		{Path: []string{"accounts", "filed", "password_file"}, Kind: "file", Value: "/etc/mailbot/secrets/filed"},
+		{Path: []string{"accounts", "relay", "password_env"}, Kind: "env", Value: "RELAY_PW"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("SecretKeys = %+v, want %+v", got, want)
+	}
+	reg := cfg.Secrets()
+	if err := reg.CheckEnv("RELAY_PW"); err == nil || err.Error() != "RELAY_PW holds a secret of account relay; use c:login()" {
+		t.Errorf("CheckEnv = %v", err)
+	}
+	if err := reg.CheckEnv("HOME"); err != nil {
+		t.Errorf("HOME: %v", err)
+	}
+}
+
+func TestCheckDevListen(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		listen string
+		remote bool
+		want   string // substring of the problem; "" for none
+	}{
+		{"", false, ""},
+		{"127.0.0.1:2525", false, ""},
+		{"127.0.0.1:0", false, ""},
+		{"[::1]:2525", false, ""},
+		{"localhost:2525", false, ""},
+		{"127.0.0.1:99999", false, "must be 1-65535"},
+		{"127.0.0.1:-1", false, "must be 1-65535"},
+		{"127.0.0.1:smtp", false, "must be 1-65535"},
+		{"127.0.0.1", false, "want host:port"},
+		{"0.0.0.0:2525", false, "allow_remote: true"},
+		{":2525", false, "allow_remote: true"},
+		{"192.0.2.1:2525", false, "not a loopback address"},
+		{"0.0.0.0:2525", true, ""},
+		{"0.0.0.0:99999", true, "must be 1-65535"},
+	}
+	for _, tc := range tests {
+		got := checkDevListen(tc.listen, tc.remote)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("checkDevListen(%q, %v) = %q, want %q", tc.listen, tc.remote, got, tc.want)
 		}
 	}
 }

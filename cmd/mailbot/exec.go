@@ -89,6 +89,13 @@ func (m *Main) cmdExec(ctx context.Context, args []string) int {
 
 	L := luabind.NewState(opts)
 	defer L.Close()
+	if cfg != nil && cfg.FSRoots == nil {
+		// The script's own folder, which anchors its relative paths.
+		if err := luabind.AddFSRoot(L, opts.BaseDir); err != nil {
+			fmt.Fprintf(m.Stderr, "mailbot exec: %v\n", err)
+			return exitFailure
+		}
+	}
 	defer luabind.CloseResources(L)
 	L.SetGlobal("arg", argTable(L, script, scriptArgs))
 	L.SetGlobal("mailbot", execMailbotTable(L, name, logger))
@@ -278,8 +285,9 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 	}
 	if cfg != nil {
 		opts.ScriptsDir = cfg.Resolve(cfg.ScriptsDir)
-		if cfg.Sandbox == "trusted" {
-			opts.Sandbox = luabind.SandboxTrusted
+		cfg.applySandbox(&opts)
+		if err := cfg.makeFilesArea(); err != nil {
+			return fail(err)
 		}
 		if cfg.Timezone != "" {
 			loc, err := time.LoadLocation(cfg.Timezone)

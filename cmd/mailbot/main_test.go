@@ -349,6 +349,55 @@ func TestCheck(t *testing.T) {
 			want:    []string{"scripts/eager.lua:1: smtp is not available at load time"},
 		},
 		{
+			name:   "empty config",
+			config: "",
+			code:   1,
+			want: []string{"mailbot.yaml:1: scripts_dir: missing required value",
+				"mailbot.yaml:1: state_dir: missing required value"},
+		},
+		{
+			name:   "dev_server.listen port out of range",
+			config: validConfig + "dev_server:\n  listen: 127.0.0.1:99999\n",
+			env:    []string{"MAILBOT_TEST_RELAY_PW=secret"},
+			code:   1,
+			want:   []string{`mailbot.yaml:15: dev_server.listen: port "99999" must be 1-65535`},
+		},
+		{
+			name:   "dev_server.listen beyond loopback",
+			config: validConfig + "dev_server:\n  listen: 0.0.0.0:2525\n",
+			env:    []string{"MAILBOT_TEST_RELAY_PW=secret"},
+			code:   1,
+			want:   []string{"mailbot.yaml:15: dev_server.listen: 0.0.0.0:2525 is not a loopback address", "dev_server.allow_remote: true"},
+		},
+		{
+			name:   "dev_server.listen beyond loopback, allowed",
+			config: validConfig + "dev_server:\n  listen: \":2525\"\n  allow_remote: true\n",
+			env:    []string{"MAILBOT_TEST_RELAY_PW=secret"},
+			want:   []string{"mailbot.yaml: ok"},
+		},
+		{
+			name:   "fs_roots folder missing",
+			config: validConfig + "fs_roots: [scripts, nope]\n",
+			env:    []string{"MAILBOT_TEST_RELAY_PW=secret"},
+			code:   1,
+			want:   []string{"mailbot.yaml:14: fs_roots: cannot use nope"},
+		},
+		{
+			name:    "on_file outside fs_roots",
+			config:  validConfig + "fs_roots: [scripts]\n",
+			env:     []string{"MAILBOT_TEST_RELAY_PW=secret"},
+			scripts: map[string]string{"drop.lua": "mailbot.on_file({ dir = \"/etc\" }, function() end)\n"},
+			code:    1,
+			want:    []string{"scripts/drop.lua:1: mailbot.on_file: dir: path /etc is outside fs_roots (config line 14)"},
+		},
+		{
+			name:    "on_file inside fs_roots",
+			config:  validConfig + "fs_roots: [scripts]\n",
+			env:     []string{"MAILBOT_TEST_RELAY_PW=secret"},
+			scripts: map[string]string{"drop.lua": "mailbot.on_file({ dir = \"drop\" }, function() end)\n"},
+			want:    []string{"mailbot.yaml: ok"},
+		},
+		{
 			name:   "CR LF in host",
 			config: strings.Replace(validConfig, "host: smtp.example.com", `host: "smtp.example.com\r\nRCPT TO:<x@y>"`, 1),
 			env:    []string{"MAILBOT_TEST_RELAY_PW=secret"},
@@ -386,7 +435,7 @@ func TestCheck(t *testing.T) {
 func TestCheckUsesMailbotConfigEnv(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "conf", "x.yaml"), "scripts_dir: s\n")
+	writeFile(t, filepath.Join(dir, "conf", "x.yaml"), "scripts_dir: s\nstate_dir: st\n")
 	if err := os.MkdirAll(filepath.Join(dir, "conf", "s"), 0o755); err != nil {
 		t.Fatal(err)
 	}

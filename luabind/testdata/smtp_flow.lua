@@ -5,7 +5,9 @@ local smtp = require("smtp")
 local mail = require("mail")
 
 function TestSeedsFlow(t)
-  local c = smtp.connect{ host = "127.0.0.1", port = PORT, tls = "none", account = "dev" }
+  -- smtplib style: connect without TLS, then STARTTLS by hand
+  local c = smtp.new{ account = "dev" }
+  t:eq(c:connect(), 220, "greeting")
   local code, text = c:ehlo()
   t:eq(code, 250, "ehlo")
   t:ok(c:has_extn("starttls"), "STARTTLS offered before TLS")
