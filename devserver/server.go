@@ -140,7 +140,7 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devserver: listen on %s %s: %w", cfg.Network, cfg.Addr, err)
 	}
-	s.ln = &trackingListener{Listener: raw, conns: make(map[*trackedConn]struct{})}
+	s.ln = newTrackingListener(raw)
 	s.addr = raw.Addr().String()
 	var ln net.Listener = s.ln
 	if cfg.ImplicitTLS {
@@ -148,7 +148,11 @@ func Start(cfg Config) (*Server, error) {
 		// *tls.Conn and performs the handshake itself, under ReadTimeout.
 		ln = tls.NewListener(s.ln, tlsConfig)
 	}
-	go func() { s.serveErr <- srv.Serve(ln) }()
+	go func() {
+		err := srv.Serve(ln)
+		s.ln.serveExited()
+		s.serveErr <- err
+	}()
 	return s, nil
 }
 
@@ -239,30 +243,57 @@ func (s *Server) Close() error {
 
 // trackingListener remembers every accepted connection so Close can end
 // them, including ones go-smtp has accepted but not yet registered.
+//
+// It also tells Close when go-smtp's accept loop is idle (blocked in
+// Accept) or gone: go-smtp counts a connection in a WaitGroup right after
+// Accept returns it, and Shutdown waits on that WaitGroup, so Shutdown must
+// not start while an accepted connection is still on its way to being
+// counted.
 type trackingListener struct {
 	net.Listener
 
-	mu     sync.Mutex
-	closed bool
-	conns  map[*trackedConn]struct{}
+	mu      sync.Mutex
+	idle    *sync.Cond // signalled when waiting or exited changes
+	closed  bool
+	conns   map[*trackedConn]struct{}
+	waiting bool // the accept loop is inside Accept
+	exited  bool // the accept loop has returned
+}
+
+func newTrackingListener(raw net.Listener) *trackingListener {
+	l := &trackingListener{Listener: raw, conns: make(map[*trackedConn]struct{})}
+	l.idle = sync.NewCond(&l.mu)
+	return l
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	tc := &trackedConn{Conn: c, ln: l}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		_ = c.Close()
-	} else {
+	l.waiting = true
+	l.idle.Broadcast()
+	l.mu.Unlock()
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		if l.closed {
+			// Closing: refuse it here and keep accepting until Shutdown
+			// closes the listener, so go-smtp counts no new connection.
+			l.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		tc := &trackedConn{Conn: c, ln: l}
 		l.conns[tc] = struct{}{}
+		l.waiting = false
+		l.mu.Unlock()
+		return tc, nil
 	}
-	return tc, nil
 }
 
+// closeConns ends every tracked connection, refuses new ones, and waits
+// until the accept loop is back in Accept or has returned.
 func (l *trackingListener) closeConns() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -271,6 +302,17 @@ func (l *trackingListener) closeConns() {
 		_ = c.Conn.Close()
 	}
 	clear(l.conns)
+	for !l.waiting && !l.exited {
+		l.idle.Wait()
+	}
+}
+
+// serveExited records that the accept loop has returned.
+func (l *trackingListener) serveExited() {
+	l.mu.Lock()
+	l.exited = true
+	l.idle.Broadcast()
+	l.mu.Unlock()
 }
 
 type trackedConn struct {
