@@ -140,6 +140,7 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 			}
 			acc.RootCAs = pool
 		}
+		applyTestTokenSource(cfg, name, &acc)
 		if a.Host == DevServerHost {
 			if err := pointAtDev(&acc, cfg, dev); err != nil {
 				return nil, fmt.Errorf("accounts.%s: %w", name, err)
