@@ -759,7 +759,11 @@ func clientLogin(L *lua.LState) int {
 		case smtp.MechXOAuth2:
 			mech = smtp.XOAuth2Auth(user, pass)
 		case smtp.MechOAuthBearer:
-			mech = smtp.OAuthBearerAuth(user, pass, lc.host, lc.port)
+			host := lc.host
+			if lc.port == 0 {
+				host = "" // a Unix socket path is no host name
+			}
+			mech = smtp.OAuthBearerAuth(user, pass, host, lc.port)
 		case "SCRAM-SHA-256":
 			mech = smtp.ScramSHA256Auth(user, pass)
 		default:
