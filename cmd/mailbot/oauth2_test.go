@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailbot/mailbot/devserver"
 	"github.com/mailbot/mailbot/devserver/devtest"
+	"github.com/mailbot/mailbot/smtp"
 	"github.com/mailbot/mailbot/smtp/smtptest"
 )
 
@@ -180,6 +181,20 @@ func TestProbeAccount(t *testing.T) {
 	f := newOAuthFixture(t, "tok-1", "", "tok-1")
 	if _, errs, code := f.run(t, t.Context(), "probe", "-c", f.config, "--account", "m365", "127.0.0.1:25"); code != exitFailure || !strings.Contains(errs, "not both") {
 		t.Errorf("probe with HOST and --account: exit %d\n%s", code, errs)
+	}
+
+	// An account that pins the certificate instead of trusting a CA: the
+	// pin is what probe verifies, as every connection of the account does.
+	pinned := newOAuthFixture(t, "tok-1", "", "tok-1")
+	cfg, err := os.ReadFile(pinned.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := smtp.FormatFingerprint(smtp.CertificateFingerprint(pinned.srv.Certificate()))
+	writeFile(t, pinned.config, strings.Replace(string(cfg), "ca_file: ca.pem", "tls_fingerprint: \""+pin+"\"", 1))
+	out, errs, code := pinned.run(t, t.Context(), "probe", "-c", pinned.config, "--account", "m365")
+	if code != exitOK || !strings.Contains(out, "(OAuth2): OK") {
+		t.Errorf("probe --account with a pinned certificate: exit %d\n%s\n%s", code, out, errs)
 	}
 }
 

@@ -113,6 +113,9 @@ func (m *Main) cmdProbe(ctx context.Context, args []string) int {
 		name = host
 	}
 	p := &prober{w: m.Stdout, roots: roots, serverName: name}
+	if auth != nil {
+		p.pins = auth.dialer.TLSFingerprints
+	}
 	status = p.run(ctx, net.JoinHostPort(host, port), mode, *timeout, m)
 	if auth == nil || status != exitOK && status != exitTLS {
 		return status
@@ -164,6 +167,9 @@ type prober struct {
 	w          io.Writer
 	roots      *x509.CertPool
 	serverName string
+	// pins, from an account's tls_fingerprint, replace chain
+	// verification, as they do for every connection of the account.
+	pins [][32]byte
 	verifyErr  error
 	verified   bool
 }
@@ -177,9 +183,25 @@ func (p *prober) tlsConfig() *tls.Config {
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			p.verified = true
 			p.verifyErr = verifyChain(cs, p.roots, p.serverName)
+			if len(p.pins) > 0 {
+				p.verifyErr = verifyPin(cs, p.pins)
+			}
 			return nil
 		},
 	}
+}
+
+func verifyPin(cs tls.ConnectionState, pins [][32]byte) error {
+	if len(cs.PeerCertificates) == 0 {
+		return fmt.Errorf("server sent no certificate")
+	}
+	got := smtp.CertificateFingerprint(cs.PeerCertificates[0])
+	for _, pin := range pins {
+		if got == pin {
+			return nil
+		}
+	}
+	return fmt.Errorf("certificate fingerprint %s matches no tls_fingerprint of the account", smtp.FormatFingerprint(got))
 }
 
 func verifyChain(cs tls.ConnectionState, roots *x509.CertPool, name string) error {
