@@ -174,6 +174,11 @@ func pointAtDev(acc *luabind.Account, cfg *Config, dev *embeddedDev) error {
 	if acc.TLS == "" {
 		acc.TLS = smtp.TLSStartTLS.String()
 	}
+	if acc.OAuth2 != nil {
+		// The dev server takes passwords only; asking an identity
+		// provider for a token to reach it would be pointless.
+		acc.OAuth2, acc.OAuth2Mechanism = nil, ""
+	}
 	if acc.Username != "" && acc.Password == nil {
 		pw, ok := cfg.DevServer.Users[acc.Username]
 		if !ok {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailbot/mailbot/devserver"
 	"github.com/mailbot/mailbot/devserver/devtest"
+	"github.com/mailbot/mailbot/luabind"
 	"github.com/mailbot/mailbot/smtp"
 	"github.com/mailbot/mailbot/smtp/smtptest"
 )
@@ -242,4 +243,17 @@ end)`)
 		}
 		return nil
 	})
+}
+
+// TestDevServerAccountDropsOAuth2 checks that an OAuth2 account aimed at
+// the embedded dev server (host: dev_server) logs in with a password
+// there, without asking for a token.
+func TestDevServerAccountDropsOAuth2(t *testing.T) {
+	acc := luabind.Account{Host: DevServerHost, Username: oauthUser, OAuth2: smtptest.NewTokenSource("tok-1"), OAuth2Mechanism: "XOAUTH2"}
+	if err := pointAtDev(&acc, &Config{DevServer: &DevServerConfig{}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if acc.OAuth2 != nil || acc.OAuth2Mechanism != "" || acc.Password == nil {
+		t.Errorf("dev server account: OAuth2 %v, mechanism %q, password set %v", acc.OAuth2, acc.OAuth2Mechanism, acc.Password != nil)
+	}
 }
