@@ -22,8 +22,9 @@ const sendDesc = `Sends one message, like swaks: connect, STARTTLS, AUTH, MAIL, 
 With -c, --account names a configured account (default: default_account);
 its host, TLS mode, user, password source (or OAuth2 token: an account
 with an oauth2 section logs in with XOAUTH2 or OAUTHBEARER, refreshing the
-token when the server refuses it), CA and sender apply, and the flags below
-override them (--password-env replaces the account's OAuth2 too). Without a config, --server says where to send.
+token once when the server refuses it), CA and sender apply, and the flags
+below override them (--password-env replaces the account's OAuth2 too).
+Without a config, --server says where to send.
 Passwords never appear on the command line: --password-env names an
 environment variable holding it.
 
