@@ -169,9 +169,9 @@ type prober struct {
 	serverName string
 	// pins, from an account's tls_fingerprint, replace chain
 	// verification, as they do for every connection of the account.
-	pins [][32]byte
-	verifyErr  error
-	verified   bool
+	pins      [][32]byte
+	verifyErr error
+	verified  bool
 }
 
 // tlsConfig accepts any certificate so the chain can be shown, and
