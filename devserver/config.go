@@ -44,6 +44,12 @@ type Config struct {
 	// any user name with any password, which is what a throwaway dev
 	// server wants.
 	Users map[string]string
+	// OAuth2, when set, also offers XOAUTH2 and OAUTHBEARER (RFC 7628)
+	// and accepts a bearer token for a user when it returns nil. A
+	// refusal follows the TokenRefusal: a JSON error challenge, then 535
+	// 5.7.8 unless it names another reply. It is called concurrently for
+	// concurrent connections. Tokens are never logged.
+	OAuth2 func(user, token string) *TokenRefusal
 	// RequireAuth refuses MAIL FROM until the client has authenticated,
 	// as a submission server does.
 	RequireAuth bool

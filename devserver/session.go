@@ -63,6 +63,9 @@ var (
 
 // AuthMechanisms implements gosmtp.AuthSession.
 func (ss *session) AuthMechanisms() []string {
+	if ss.s.cfg.OAuth2 != nil {
+		return []string{sasl.Plain, sasl.Login, "XOAUTH2", sasl.OAuthBearer}
+	}
 	return []string{sasl.Plain, sasl.Login}
 }
 
@@ -79,6 +82,16 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		}), nil
 	case sasl.Login:
 		return &loginServer{authenticate: ss.authenticate}, nil
+	case "XOAUTH2":
+		if ss.s.cfg.OAuth2 != nil {
+			return &xoauth2Server{ss: ss}, nil
+		}
+		return nil, gosmtp.ErrAuthUnknownMechanism
+	case sasl.OAuthBearer:
+		if ss.s.cfg.OAuth2 != nil {
+			return ss.newOAuthBearerServer(), nil
+		}
+		return nil, gosmtp.ErrAuthUnknownMechanism
 	default:
 		return nil, gosmtp.ErrAuthUnknownMechanism
 	}

@@ -72,6 +72,15 @@ func (a Account) OutboxAccount(dry *DryRun) (outbox.Account, error) {
 			return "dry-run", nil // the capture server accepts any password
 		}
 	}
-	return outbox.Account{Dialer: d, Addr: addr, Username: a.Username, Password: password,
-		Concurrency: a.Concurrency, RatePerSecond: a.RatePerSecond}, nil
+	oa := outbox.Account{Dialer: d, Addr: addr, Username: a.Username, Password: password,
+		Concurrency: a.Concurrency, RatePerSecond: a.RatePerSecond,
+		OAuth2: a.OAuth2, OAuth2Mechanism: a.OAuth2Mechanism}
+	if dry != nil && oa.OAuth2 != nil {
+		// Nothing leaves the machine in a dry run, a token request to the
+		// identity provider included: the capture server takes any
+		// password.
+		oa.OAuth2, oa.OAuth2Mechanism = nil, ""
+		oa.Password = func() (string, error) { return "dry-run", nil }
+	}
+	return oa, nil
 }

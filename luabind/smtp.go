@@ -46,6 +46,15 @@ type Account struct {
 	// account (see outbox.Account); scripts' own connections ignore them.
 	Concurrency   int
 	RatePerSecond float64
+	// OAuth2, when set, logs in with an OAuth2 access token instead of
+	// the password; OAuth2Mechanism is "XOAUTH2" (default) or "OAUTHBEARER".
+	OAuth2          smtp.TokenSource
+	OAuth2Mechanism string
+	// Sign, when set, DKIM-signs each message sent with this account.
+	Sign func(msg []byte) ([]byte, error)
+	// Fallback names the accounts the outbox tries next when this one
+	// cannot be reached or refuses the session before DATA (outbox only).
+	Fallback []string
 }
 
 // SMTPOptions configures the Lua smtp module. The zero value is usable.
@@ -688,11 +697,17 @@ func clientStartTLS(L *lua.LState) int {
 }
 
 // clientLogin: c:login([user, password [, { mechanism = "PLAIN" }]]) -> 235.
-// Without user and password it uses the account's credentials.
+// Without user and password it uses the account's credentials: its
+// OAuth2 token source when it has one, else its password.
 func clientLogin(L *lua.LState) int {
 	lc := checkClient(L, 1)
 	c := connected(L, lc)
 	user, pass := L.OptString(2, ""), L.OptString(3, "")
+	mechName := ""
+	if t, ok := L.Get(4).(*lua.LTable); ok && L.GetField(t, "mechanism") != lua.LNil {
+		mechName = strings.ToUpper(L.GetField(t, "mechanism").String())
+	}
+	ctx := runCtx(L)
 	if L.GetTop() < 2 || L.Get(2) == lua.LNil {
 		if lc.account == nil || lc.account.Username == "" {
 			L.RaiseError("login: no user name given and the connection has no account with a username")
@@ -701,7 +716,24 @@ func clientLogin(L *lua.LState) int {
 		if lc.dryRun == nil {
 			checkAccountLogin(L, lc, c)
 		}
-		if lc.account.Password != nil {
+		switch {
+		case lc.account.OAuth2 != nil && lc.dryRun != nil:
+			// Nothing leaves the machine in a dry run, a token request
+			// included: the capture server accepts any password.
+			pass, mechName = "dry-run", ""
+		case lc.account.OAuth2 != nil:
+			mech := lc.account.OAuth2Mechanism
+			if mechName != "" {
+				if mechName != smtp.MechXOAuth2 && mechName != smtp.MechOAuthBearer {
+					L.RaiseError("login: account %q logs in with OAuth2: mechanism must be XOAUTH2 or OAUTHBEARER, not %q", lc.accountName, mechName)
+				}
+				mech = mechName
+			}
+			if err := c.LoginOAuth2(ctx, user, lc.account.OAuth2, mech); err != nil {
+				raiseSMTP(L, err)
+			}
+			return pushLoginOK(L)
+		case lc.account.Password != nil:
 			p, err := lc.account.Password()
 			if err != nil && lc.dryRun != nil {
 				// A dry run may happen where the secret is not set;
@@ -714,23 +746,28 @@ func clientLogin(L *lua.LState) int {
 			pass = p
 		}
 	}
-	ctx := runCtx(L)
 	var err error
-	if t, ok := L.Get(4).(*lua.LTable); ok && L.GetField(t, "mechanism") != lua.LNil {
+	if mechName != "" {
 		var mech smtp.Mechanism
-		switch name := strings.ToUpper(L.GetField(t, "mechanism").String()); name {
+		switch mechName {
 		case "PLAIN":
 			mech = smtp.PlainAuth("", user, pass)
 		case "LOGIN":
 			mech = smtp.LoginAuth(user, pass)
 		case "CRAM-MD5":
 			mech = smtp.CRAMMD5Auth(user, pass)
-		case "XOAUTH2":
+		case smtp.MechXOAuth2:
 			mech = smtp.XOAuth2Auth(user, pass)
+		case smtp.MechOAuthBearer:
+			host := lc.host
+			if lc.port == 0 {
+				host = "" // a Unix socket path is no host name
+			}
+			mech = smtp.OAuthBearerAuth(user, pass, host, lc.port)
 		case "SCRAM-SHA-256":
 			mech = smtp.ScramSHA256Auth(user, pass)
 		default:
-			L.RaiseError("login: unknown mechanism %q (PLAIN, LOGIN, CRAM-MD5, XOAUTH2, SCRAM-SHA-256)", name)
+			L.RaiseError("login: unknown mechanism %q (PLAIN, LOGIN, CRAM-MD5, XOAUTH2, OAUTHBEARER, SCRAM-SHA-256)", mechName)
 		}
 		err = c.Auth(ctx, mech)
 	} else {
@@ -739,6 +776,10 @@ func clientLogin(L *lua.LState) int {
 	if err != nil {
 		raiseSMTP(L, err)
 	}
+	return pushLoginOK(L)
+}
+
+func pushLoginOK(L *lua.LState) int {
 	L.Push(lua.LNumber(235))
 	L.Push(lua.LString("authentication succeeded"))
 	return 2
@@ -1288,6 +1329,20 @@ func raiseSMTP(L *lua.LState, err error) {
 	var uo *smtp.UnknownOutcomeError
 	if errors.As(err, &uo) {
 		t.RawSetString("may_be_delivered", lua.LTrue)
+	}
+	var ae *smtp.AuthError
+	if errors.As(err, &ae) && (ae.Step != "" || ae.OAuth2 != nil) {
+		ot := L.CreateTable(0, 3)
+		if ae.Step != "" {
+			ot.RawSetString("step", lua.LString(ae.Step))
+		}
+		if ae.OAuth2 != nil {
+			ot.RawSetString("status", lua.LString(ae.OAuth2.Status))
+			if ae.OAuth2.Scope != "" {
+				ot.RawSetString("scope", lua.LString(ae.OAuth2.Scope))
+			}
+		}
+		t.RawSetString("oauth2", ot)
 	}
 	if where := luaWhere(L); where != "" {
 		t.RawSetString("where", lua.LString(where))

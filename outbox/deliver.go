@@ -25,7 +25,8 @@ type Account struct {
 	// Addr is the relay, "host:port".
 	Addr string
 	// Username enables AUTH; Password is asked for at each new session,
-	// so a rotated secret is picked up. Neither is ever logged.
+	// so a rotated secret is picked up. Neither is ever logged. With
+	// OAuth2 set, sessions log in with a token instead (see below).
 	Username string
 	Password func() (string, error)
 	// Concurrency is the number of parallel sessions; default 1.
@@ -35,6 +36,15 @@ type Account struct {
 	RatePerSecond float64
 	// SendOptions are passed to every SendMail (DSN, REQUIRETLS...).
 	SendOptions *smtp.SendOptions
+	// OAuth2, when set, logs in with an OAuth2 access token instead of
+	// the password; OAuth2Mechanism is "XOAUTH2" (default) or "OAUTHBEARER".
+	OAuth2          smtp.TokenSource
+	OAuth2Mechanism string
+	// Sign, when set, DKIM-signs each message sent with this account.
+	Sign func(msg []byte) ([]byte, error)
+	// Fallback names the accounts the outbox tries next when this one
+	// cannot be reached or refuses the session before DATA (outbox only).
+	Fallback []string
 }
 
 // Report counts the outcomes of delivery attempts.
@@ -240,7 +250,17 @@ func (w *worker) connect(ctx context.Context) error {
 	}
 	_, w.tls = c.TLSConnectionState()
 	w.user = ""
-	if w.acct.Username != "" {
+	if w.acct.OAuth2 != nil {
+		// A refused token is refreshed once and retried once by
+		// LoginOAuth2; any failure, a token endpoint that is down or a
+		// revoked grant included, is the account's problem and waits
+		// for the next attempt with the advice in the last error.
+		if err := c.LoginOAuth2(ctx, w.acct.Username, w.acct.OAuth2, w.acct.OAuth2Mechanism); err != nil {
+			c.Close()
+			return &connectPhaseError{fmt.Errorf("outbox: OAuth2 login for account %q: %w", w.name, err)}
+		}
+		w.user = w.acct.Username
+	} else if w.acct.Username != "" {
 		pass := ""
 		if w.acct.Password != nil {
 			if pass, err = w.acct.Password(); err != nil {

@@ -111,20 +111,35 @@ func (a *cramMD5Auth) Next(challenge []byte) ([]byte, error) {
 }
 
 // XOAuth2Auth returns the XOAUTH2 mechanism used by Gmail and Microsoft 365
-// with an OAuth 2.0 access token.
+// with an OAuth 2.0 access token. When the server refuses the token it
+// sends a JSON error as a challenge and expects an empty response before
+// its final 535 (Google's documentation); the *AuthError then carries the
+// decoded error in OAuth2.
 func XOAuth2Auth(username, token string) Mechanism {
-	return &xoauth2Auth{username, token}
+	return &xoauth2Auth{username: username, token: token}
 }
 
-type xoauth2Auth struct{ username, token string }
+type xoauth2Auth struct {
+	username, token string
+	refused         *OAuth2Error
+}
 
 func (a *xoauth2Auth) Name() string { return "XOAUTH2" }
 func (a *xoauth2Auth) Start() ([]byte, error) {
+	if err := checkBearer(a.token); err != nil {
+		return nil, err
+	}
+	if strings.ContainsAny(a.username, "\x00\x01") {
+		return nil, errors.New("the user name contains NUL or 0x01, which XOAUTH2 cannot carry")
+	}
+	a.refused = nil
 	return []byte("user=" + a.username + "\x01auth=Bearer " + a.token + "\x01\x01"), nil
 }
-func (a *xoauth2Auth) Next([]byte) ([]byte, error) {
-	// On failure the server sends a JSON error as a challenge and
-	// expects an empty response before its final 535 (Google's docs).
+func (a *xoauth2Auth) Next(challenge []byte) ([]byte, error) {
+	if a.refused != nil {
+		return nil, errors.New("unexpected challenge after the server's XOAUTH2 error")
+	}
+	a.refused = parseOAuth2Error(challenge)
 	return []byte{}, nil
 }
 
@@ -441,7 +456,11 @@ func (c *Client) Auth(ctx context.Context, mech Mechanism) error {
 		return err
 	}
 	if rep.Code != 235 {
-		return &AuthError{Mechanism: name, Err: replyError("AUTH", rep)}
+		ae := &AuthError{Mechanism: name, Err: replyError("AUTH", rep)}
+		if r, ok := mech.(oauth2Refusal); ok {
+			ae.OAuth2 = r.oauth2Error()
+		}
+		return ae
 	}
 	return nil
 }

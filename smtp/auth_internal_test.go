@@ -98,3 +98,38 @@ func TestScramSASLprep(t *testing.T) {
 		t.Errorf("user name with an unassigned code point: %q, %v", first, err)
 	}
 }
+
+// TestOAuthBearerMessages checks the client messages of RFC 7628 §3.1
+// byte for byte: the GS2 header with the user escaped (RFC 5801 §4), host,
+// port, the bearer token, and the %x01 answer to an error, whose JSON is
+// kept for the error.
+func TestOAuthBearerMessages(t *testing.T) {
+	a := OAuthBearerAuth("a,b=c@example.org", "ya29.x-y_z", "smtp.example.org", 587).(*oauthBearerAuth)
+	got, err := a.Start()
+	want := "n,a=a=2Cb=3Dc@example.org,\x01host=smtp.example.org\x01port=587\x01auth=Bearer ya29.x-y_z\x01\x01"
+	if err != nil || string(got) != want {
+		t.Fatalf("Start = %q, %v\nwant %q", got, err, want)
+	}
+	resp, err := a.Next([]byte(`{"status":"invalid_token","scope":"example_scope","openid-configuration":"https://example.com/.well-known/openid-configuration"}`))
+	if err != nil || string(resp) != "\x01" {
+		t.Fatalf("Next(error) = %q, %v; want %%x01", resp, err)
+	}
+	if e := a.oauth2Error(); e == nil || e.Status != "invalid_token" || e.Scope != "example_scope" {
+		t.Fatalf("decoded error = %+v", e)
+	}
+	if _, err := a.Next([]byte("again")); err == nil {
+		t.Fatal("a second challenge was answered")
+	}
+	for _, tok := range []string{"", "has space", "ctl\x01"} {
+		if _, err := OAuthBearerAuth("u", tok, "h", 0).Start(); err == nil || strings.Contains(err.Error(), tok+"\"") {
+			t.Errorf("token %q: Start = %v, want a refusal that does not quote it", tok, err)
+		}
+		if _, err := XOAuth2Auth("u", tok).Start(); err == nil {
+			t.Errorf("XOAUTH2 token %q accepted", tok)
+		}
+	}
+	b, _ := OAuthBearerAuth("", "t", "", 0).Start()
+	if string(b) != "n,,\x01auth=Bearer t\x01\x01" {
+		t.Errorf("without user, host and port: %q", b)
+	}
+}

@@ -25,9 +25,12 @@
 //     8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), DSN (RFC 3461) with
 //     xtext-encoded ENVID/ORCPT and per-recipient NOTIFY, REQUIRETLS
 //     (RFC 8689), enhanced status codes (RFC 3463), AUTH (RFC 4954) with
-//     SCRAM-SHA-256 (SASLprep, RFC 4013), CRAM-MD5, PLAIN, LOGIN and
-//     XOAUTH2, LMTP (RFC 2033); BODY=BINARYMIME is refused (ErrBinaryMIME)
-//     until BDAT is implemented;
+//     SCRAM-SHA-256 (SASLprep, RFC 4013), CRAM-MD5, PLAIN, LOGIN,
+//     XOAUTH2 and OAUTHBEARER (RFC 7628), LMTP (RFC 2033);
+//     BODY=BINARYMIME is refused (ErrBinaryMIME) until BDAT is implemented;
+//   - LoginOAuth2, which takes access tokens from a TokenSource, decodes
+//     the server's JSON error when it refuses one, refreshes once and
+//     retries once;
 //   - SendBatch, which sends the next message's envelope together with the
 //     previous message's final dot (RFC 2920 §3.1): one round trip per
 //     message instead of two;

@@ -200,10 +200,33 @@ func (e *HeloError) Unwrap() error { return e.Err }
 type AuthError struct {
 	Mechanism string
 	Err       error
+	// OAuth2 is the server's JSON error when it refused an OAuth 2.0
+	// token (XOAUTH2, OAUTHBEARER), nil otherwise.
+	OAuth2 *OAuth2Error
+	// Step is set by LoginOAuth2: "token" (no access token could be had),
+	// "refresh" (the token was refused and refreshing it failed), "retry"
+	// (the refreshed token was refused too).
+	Step string
 }
 
 func (e *AuthError) Error() string {
-	return fmt.Sprintf("smtp: AUTH %s failed: %s", e.Mechanism, strings.TrimPrefix(e.Err.Error(), "smtp: "))
+	s := fmt.Sprintf("smtp: AUTH %s failed: %s", e.Mechanism, strings.TrimPrefix(e.Err.Error(), "smtp: "))
+	if e.OAuth2 != nil && e.Step == "" {
+		s += " (the server refused the token: " + e.OAuth2.String() + ")"
+	}
+	return s
+}
+
+// Temporary reports whether trying again later may succeed: the server
+// answered with a 4yz reply (454 temporary authentication failure), or the
+// cause says it is temporary (an identity provider that is down).
+func (e *AuthError) Temporary() bool {
+	var se *SMTPError
+	if errors.As(e.Err, &se) {
+		return se.Temporary()
+	}
+	var t interface{ Temporary() bool }
+	return errors.As(e.Err, &t) && t.Temporary()
 }
 
 // Unwrap returns the cause.

@@ -140,6 +140,7 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 			}
 			acc.RootCAs = pool
 		}
+		applyTestTokenSource(cfg, name, &acc)
 		if a.Host == DevServerHost {
 			if err := pointAtDev(&acc, cfg, dev); err != nil {
 				return nil, fmt.Errorf("accounts.%s: %w", name, err)
@@ -172,6 +173,11 @@ func pointAtDev(acc *luabind.Account, cfg *Config, dev *embeddedDev) error {
 	acc.Port, _ = strconv.Atoi(port)
 	if acc.TLS == "" {
 		acc.TLS = smtp.TLSStartTLS.String()
+	}
+	if acc.OAuth2 != nil {
+		// The dev server takes passwords only; asking an identity
+		// provider for a token to reach it would be pointless.
+		acc.OAuth2, acc.OAuth2Mechanism = nil, ""
 	}
 	if acc.Username != "" && acc.Password == nil {
 		pw, ok := cfg.DevServer.Users[acc.Username]

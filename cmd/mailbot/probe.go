@@ -21,17 +21,27 @@ limit, the TLS version and cipher, and the certificate chain with subjects,
 expiry and SHA-256 fingerprints (usable as tls_fingerprint).
 
 The certificate is shown even when it does not verify; the verification
-result is reported. probe never authenticates and sends no mail.
+result is reported. probe sends no mail.
+
+With -c and --account NAME instead of HOST, probe inspects the account's
+server (host, port, TLS mode and CA as the account says) and then checks
+its credentials: it logs in with the account's user and password, or its
+OAuth2 token (XOAUTH2 or OAUTHBEARER, refreshed once if the server refuses
+it), over a second connection verified as mailbot always verifies, and
+reports whether AUTH succeeded. Without --account it never authenticates.
 
 The port defaults to 465 with --tls implicit, 25 with --tls none, else 587.
 
 Exit status: 0 the server answered and its certificate (if any) verifies,
-1 usage error, 3 connect failed, 4 TLS failed or the certificate does not
-verify (everything is still shown), 9 timeout.`
+(with --account) and AUTH succeeded, 1 usage error, 2 invalid config file,
+3 connect failed, 4 TLS failed or the certificate does not verify
+(everything is still shown), 5 AUTH failed, 9 timeout.`
 
 // cmdProbe implements "mailbot probe".
 func (m *Main) cmdProbe(ctx context.Context, args []string) int {
-	fs := m.newFlagSet("probe", "HOST[:PORT] [--tls starttls|implicit|none|starttls-if-offered] [--ca-file F] [--timeout 30s]", probeDesc)
+	fs := m.newFlagSet("probe", "HOST[:PORT] | -c mailbot.yaml --account NAME [--tls starttls|implicit|none|starttls-if-offered] [--ca-file F] [--timeout 30s]", probeDesc)
+	cfgFlag := fs.String("c", "", "config file, for --account (default $"+envConfig+")")
+	account := fs.String("account", "", "probe this configured account's server and check its credentials")
 	tlsMode := fs.String("tls", "", "starttls (default; STARTTLS when offered), implicit, none or starttls-if-offered")
 	caFile := fs.String("ca-file", "", "PEM file of CA certificates to verify against instead of the system roots")
 	serverName := fs.String("server-name", "", "name to verify the certificate for (default: the host)")
@@ -39,6 +49,29 @@ func (m *Main) cmdProbe(ctx context.Context, args []string) int {
 	pos, status, ok := m.parseInterspersed(fs, args)
 	if !ok {
 		return status
+	}
+	var auth *sendTarget
+	if *account != "" {
+		if len(pos) != 0 {
+			return m.usageError(fs, "give HOST[:PORT] or --account, not both")
+		}
+		cfg, logger, status, ok := m.optionalConfig("probe", *cfgFlag)
+		if !ok {
+			return status
+		}
+		if cfg == nil {
+			return m.usageError(fs, "--account needs a config file (-c)")
+		}
+		tgt, status := m.sendTarget(cfg, &sendFlags{account: *account, tlsMode: *tlsMode, caFile: *caFile, timeout: *timeout, cmd: "probe"}, logger)
+		if status != exitOK {
+			return status
+		}
+		defer tgt.dev.Close()
+		auth = tgt
+		pos = []string{tgt.addr}
+		if *tlsMode == "" {
+			*tlsMode = tgt.dialer.TLS.String()
+		}
 	}
 	if len(pos) != 1 {
 		return m.usageError(fs, "want exactly one HOST[:PORT]")
@@ -72,13 +105,60 @@ func (m *Main) cmdProbe(ctx context.Context, args []string) int {
 		if roots, err = loadCAFile(*caFile); err != nil {
 			return m.usageError(fs, "--ca-file: %v", err)
 		}
+	} else if auth != nil {
+		roots = auth.dialer.TLSConfig.RootCAs
 	}
 	name := *serverName
 	if name == "" {
 		name = host
 	}
 	p := &prober{w: m.Stdout, roots: roots, serverName: name}
-	return p.run(ctx, net.JoinHostPort(host, port), mode, *timeout, m)
+	if auth != nil {
+		p.pins = auth.dialer.TLSFingerprints
+	}
+	status = p.run(ctx, net.JoinHostPort(host, port), mode, *timeout, m)
+	if auth == nil || status != exitOK && status != exitTLS {
+		return status
+	}
+	if as := p.checkAuth(ctx, auth, *account, *timeout, m); as != exitOK {
+		return as
+	}
+	return status
+}
+
+// checkAuth logs in as the account says over a new connection, verified
+// like every connection that carries credentials (probe's own accepts any
+// certificate so that it can show it), and reports the outcome.
+func (p *prober) checkAuth(ctx context.Context, t *sendTarget, account string, timeout time.Duration, m *Main) int {
+	ctx, cancel := context.WithTimeout(ctx, 4*timeout)
+	defer cancel()
+	how := "password"
+	switch {
+	case t.oauth2 != nil:
+		how = "OAuth2"
+		if t.oauth2Mech != "" {
+			how += " " + strings.ToUpper(t.oauth2Mech)
+		}
+	case t.user == "":
+		fmt.Fprintf(p.w, "AUTH: account %q has no user name; nothing to check\n", account)
+		return exitOK
+	}
+	c, err := t.dialer.Dial(ctx, t.addr)
+	if err != nil {
+		fmt.Fprintf(p.w, "AUTH as %s (%s): not tried: %v\n", t.user, how, err)
+		fmt.Fprintf(m.Stderr, "mailbot probe: connect for AUTH: %v\n", err)
+		return exitForError(err)
+	}
+	defer c.Close()
+	if status := t.login(ctx, c, m.Stderr, "probe"); status != exitOK {
+		fmt.Fprintf(p.w, "AUTH as %s (%s): FAILED\n", t.user, how)
+		return status
+	}
+	fmt.Fprintf(p.w, "AUTH as %s (%s): OK\n", t.user, how)
+	if _, err := c.Quit(ctx); err != nil {
+		fmt.Fprintf(m.Stderr, "mailbot probe: QUIT: %v\n", err)
+	}
+	return exitOK
 }
 
 // prober prints what it learns as it goes, so a failure late in the
@@ -87,8 +167,11 @@ type prober struct {
 	w          io.Writer
 	roots      *x509.CertPool
 	serverName string
-	verifyErr  error
-	verified   bool
+	// pins, from an account's tls_fingerprint, replace chain
+	// verification, as they do for every connection of the account.
+	pins      [][32]byte
+	verifyErr error
+	verified  bool
 }
 
 // tlsConfig accepts any certificate so the chain can be shown, and
@@ -100,9 +183,25 @@ func (p *prober) tlsConfig() *tls.Config {
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			p.verified = true
 			p.verifyErr = verifyChain(cs, p.roots, p.serverName)
+			if len(p.pins) > 0 {
+				p.verifyErr = verifyPin(cs, p.pins)
+			}
 			return nil
 		},
 	}
+}
+
+func verifyPin(cs tls.ConnectionState, pins [][32]byte) error {
+	if len(cs.PeerCertificates) == 0 {
+		return fmt.Errorf("server sent no certificate")
+	}
+	got := smtp.CertificateFingerprint(cs.PeerCertificates[0])
+	for _, pin := range pins {
+		if got == pin {
+			return nil
+		}
+	}
+	return fmt.Errorf("certificate fingerprint %s matches no tls_fingerprint of the account", smtp.FormatFingerprint(got))
 }
 
 func verifyChain(cs tls.ConnectionState, roots *x509.CertPool, name string) error {

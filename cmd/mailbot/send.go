@@ -20,8 +20,11 @@ import (
 const sendDesc = `Sends one message, like swaks: connect, STARTTLS, AUTH, MAIL, RCPT, DATA.
 
 With -c, --account names a configured account (default: default_account);
-its host, TLS mode, user, password source, CA and sender apply, and the
-flags below override them. Without a config, --server says where to send.
+its host, TLS mode, user, password source (or OAuth2 token: an account
+with an oauth2 section logs in with XOAUTH2 or OAUTHBEARER, refreshing the
+token once when the server refuses it), CA and sender apply, and the flags
+below override them (--password-env replaces the account's OAuth2 too).
+Without a config, --server says where to send.
 Passwords never appear on the command line: --password-env names an
 environment variable holding it.
 
@@ -44,6 +47,17 @@ type sendFlags struct {
 	server, tlsMode, user, passwordEnv, caFile, fingerprint string
 	allowInsecureAuth                                       bool
 	timeout                                                 time.Duration
+
+	// cmd names the command in messages; "" is "send" (probe reuses
+	// sendTarget for its AUTH check).
+	cmd string
+}
+
+func (f *sendFlags) cmdName() string {
+	if f.cmd == "" {
+		return "send"
+	}
+	return f.cmd
 }
 
 // cmdSend implements "mailbot send".
@@ -156,8 +170,12 @@ type sendTarget struct {
 	dialer   smtp.Dialer
 	user     string
 	password func() (string, error)
-	from     string
-	dev      *embeddedDev
+	// oauth2, when set, replaces the password: LoginOAuth2 with
+	// oauth2Mech.
+	oauth2     smtp.TokenSource
+	oauth2Mech string
+	from       string
+	dev        *embeddedDev
 }
 
 // redirect aims the target at the dry-run capture server, keeping the
@@ -172,10 +190,12 @@ func (t *sendTarget) redirect(c *capture) {
 		// travels encrypted.
 		t.dialer.TLS = smtp.TLSStartTLS
 	}
-	if t.password != nil {
+	if t.password != nil || t.oauth2 != nil {
 		// The capture server takes any password; the real one may not be
-		// available where the dry run happens.
+		// available where the dry run happens, and a token request would
+		// reach the identity provider.
 		t.password = func() (string, error) { return "dry-run", nil }
+		t.oauth2, t.oauth2Mech = nil, ""
 	}
 }
 
@@ -189,7 +209,7 @@ func addWriter(w, add io.Writer) io.Writer {
 // sendTarget resolves the account and flags into a dialer.
 func (m *Main) sendTarget(cfg *Config, f *sendFlags, logger *slog.Logger) (*sendTarget, int) {
 	fail := func(format string, a ...any) (*sendTarget, int) {
-		fmt.Fprintf(m.Stderr, "mailbot send: %s\n", fmt.Sprintf(format, a...))
+		fmt.Fprintf(m.Stderr, "mailbot %s: %s\n", f.cmdName(), fmt.Sprintf(format, a...))
 		return nil, exitFailure
 	}
 	t := &sendTarget{}
@@ -227,6 +247,7 @@ func (m *Main) sendTarget(cfg *Config, f *sendFlags, logger *slog.Logger) (*send
 		acc := accs[accountName]
 		host, port, tlsMode, pool = acc.Host, acc.Port, acc.TLS, acc.RootCAs
 		t.user, t.password, t.from = acc.Username, acc.Password, acc.From
+		t.oauth2, t.oauth2Mech = acc.OAuth2, acc.OAuth2Mechanism
 		t.dialer.AllowInsecureAuth = acc.AllowInsecureAuth
 		if acc.Timeout > 0 {
 			timeout = acc.Timeout
@@ -267,6 +288,7 @@ func (m *Main) sendTarget(cfg *Config, f *sendFlags, logger *slog.Logger) (*send
 		t.user = f.user
 	}
 	if f.passwordEnv != "" {
+		t.oauth2, t.oauth2Mech = nil, ""
 		name := f.passwordEnv
 		t.password = func() (string, error) {
 			if v, ok := m.lookupEnv(name); ok && v != "" {
@@ -378,19 +400,8 @@ func (m *Main) deliver(ctx context.Context, t *sendTarget, from string, to []str
 		return fail("connect to "+t.addr, err)
 	}
 	defer c.Close()
-	if t.user != "" {
-		if t.password == nil {
-			fmt.Fprintf(m.Stderr, "mailbot send: no password for user %q: use --password-env or an account with password_env/password_file\n", t.user)
-			return exitAuth
-		}
-		pw, err := t.password()
-		if err != nil {
-			fmt.Fprintf(m.Stderr, "mailbot send: password for user %q: %v\n", t.user, err)
-			return exitAuth
-		}
-		if err := c.Login(ctx, t.user, pw); err != nil {
-			return fail("login", err)
-		}
+	if status := t.login(ctx, c, m.Stderr, "send"); status != exitOK {
+		return status
 	}
 	refused, err := c.SendMail(ctx, from, to, data, nil)
 	if err != nil {
@@ -405,6 +416,34 @@ func (m *Main) deliver(ctx context.Context, t *sendTarget, from string, to []str
 			fmt.Fprintf(m.Stderr, "mailbot send: recipient %s refused: %v\n", addr, refused[addr])
 		}
 		return exitRcpt
+	}
+	return exitOK
+}
+
+// login authenticates c as the target says: with the OAuth2 token source,
+// else with the password, else not at all (no user). It returns exitOK or
+// the exit status, having printed why.
+func (t *sendTarget) login(ctx context.Context, c *smtp.Client, stderr io.Writer, cmd string) int {
+	switch {
+	case t.oauth2 != nil:
+		if err := c.LoginOAuth2(ctx, t.user, t.oauth2, t.oauth2Mech); err != nil {
+			fmt.Fprintf(stderr, "mailbot %s: login: %v\n", cmd, err)
+			return exitForError(err)
+		}
+	case t.user != "":
+		if t.password == nil {
+			fmt.Fprintf(stderr, "mailbot %s: no password for user %q: use --password-env or an account with password_env/password_file\n", cmd, t.user)
+			return exitAuth
+		}
+		pw, err := t.password()
+		if err != nil {
+			fmt.Fprintf(stderr, "mailbot %s: password for user %q: %v\n", cmd, t.user, err)
+			return exitAuth
+		}
+		if err := c.Login(ctx, t.user, pw); err != nil {
+			fmt.Fprintf(stderr, "mailbot %s: login: %v\n", cmd, err)
+			return exitForError(err)
+		}
 	}
 	return exitOK
 }
