@@ -72,6 +72,9 @@ func (a Account) OutboxAccount(dry *DryRun) (outbox.Account, error) {
 			return "dry-run", nil // the capture server accepts any password
 		}
 	}
-	return outbox.Account{Dialer: d, Addr: addr, Username: a.Username, Password: password,
-		Concurrency: a.Concurrency, RatePerSecond: a.RatePerSecond}, nil
+	out := outbox.Account{Dialer: d, Addr: addr, Username: a.Username, Password: password,
+		Concurrency: a.Concurrency, RatePerSecond: a.RatePerSecond}
+	// Dry runs sign too, so the captured .eml shows the signature.
+	out.Sign = a.Sign
+	return out, nil
 }

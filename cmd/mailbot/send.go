@@ -118,6 +118,13 @@ func (m *Main) cmdSend(ctx context.Context, args []string) int {
 		fmt.Fprintf(m.Stderr, "mailbot send: %v\n", err)
 		return exitFailure
 	}
+	if tgt.sign != nil {
+		// Dry runs sign too: the captured .eml shows the signature.
+		if data, err = tgt.sign(data); err != nil {
+			fmt.Fprintf(m.Stderr, "mailbot send: DKIM-signing: %v\n", err)
+			return exitFailure
+		}
+	}
 
 	var capt *capture
 	if f.dry.on {
@@ -158,6 +165,8 @@ type sendTarget struct {
 	password func() (string, error)
 	from     string
 	dev      *embeddedDev
+	// sign DKIM-signs the message when the account has a dkim section.
+	sign func([]byte) ([]byte, error)
 }
 
 // redirect aims the target at the dry-run capture server, keeping the
@@ -227,6 +236,7 @@ func (m *Main) sendTarget(cfg *Config, f *sendFlags, logger *slog.Logger) (*send
 		acc := accs[accountName]
 		host, port, tlsMode, pool = acc.Host, acc.Port, acc.TLS, acc.RootCAs
 		t.user, t.password, t.from = acc.Username, acc.Password, acc.From
+		t.sign = acc.Sign
 		t.dialer.AllowInsecureAuth = acc.AllowInsecureAuth
 		if acc.Timeout > 0 {
 			timeout = acc.Timeout
