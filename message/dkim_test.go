@@ -18,6 +18,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/mailbot/mailbot/internal/dkimtest"
 	"github.com/mailbot/mailbot/message"
 )
 
@@ -317,7 +318,7 @@ func TestParseDKIMKey(t *testing.T) {
 		{"encrypted", pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte("x")}), "", "encrypted"},
 		{"damaged", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: []byte("x")}), "", "RSA PRIVATE KEY"},
 		{"garbage", []byte("not a key"), "", "not a PEM private key"},
-		{"short rsa", []byte(rsa512PEM), "", "512"},
+		{"short rsa", []byte(dkimtest.ShortRSAPEM), "", "512"},
 	}
 	for _, tc := range tests {
 		key, err := message.ParseDKIMKey(tc.data)
@@ -367,15 +368,3 @@ func TestDKIMRecord(t *testing.T) {
 		t.Errorf("record = %q", rec)
 	}
 }
-
-// rsa512PEM is a 512-bit RSA key (openssl genrsa 512), too short to sign.
-const rsa512PEM = `-----BEGIN RSA PRIVATE KEY-----
-MIIBOwIBAAJBAN05iQkn35VcXATdU4wnqwV/XS0PnEtdxmy0Px10mAiIdUiKFDTq
-ehrAOHOS/kxt0DAKvzvorZAhLOeo8Js4d6ECAwEAAQJBAL2hIP8xJ61PQy2ETqZ4
-JlgLCeKjW/UaiAkMJIHqPJwqS707zrayD8Ru7ta//TNEbiWb3t2uGWGdfCezKZ8Q
-ZQECIQD8EXM/HlJwo5nn725E4FdH2ygnam6NoMBHIxD+V2DnMQIhAOCs7BjKKPGW
-w1uDg+84pmaHAyfG2H3Io8zeFYcChFtxAiA7ltB82mk40aQ/rV2PEM3xYcDjWIjc
-GGV8K7EHv5Zb8QIhALTWupohbd82qDuqmbEc+eKgXUvQ40QrEJy/TLiEsCAhAiBi
-EXKP3tB4vzn1HyxAWPECbt3b3e4KagoIey33aFwgOQ==
------END RSA PRIVATE KEY-----
-`

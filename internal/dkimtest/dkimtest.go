@@ -89,3 +89,16 @@ func Verify(msg []byte, key crypto.Signer, domain, selector string) error {
 	}
 	return fmt.Errorf("%d DKIM signatures, want 1", len(vs))
 }
+
+// ShortRSAPEM is a 512-bit RSA key (openssl genrsa 512), too short to
+// sign DKIM.
+const ShortRSAPEM = `-----BEGIN RSA PRIVATE KEY-----
+MIIBOwIBAAJBAN05iQkn35VcXATdU4wnqwV/XS0PnEtdxmy0Px10mAiIdUiKFDTq
+ehrAOHOS/kxt0DAKvzvorZAhLOeo8Js4d6ECAwEAAQJBAL2hIP8xJ61PQy2ETqZ4
+JlgLCeKjW/UaiAkMJIHqPJwqS707zrayD8Ru7ta//TNEbiWb3t2uGWGdfCezKZ8Q
+ZQECIQD8EXM/HlJwo5nn725E4FdH2ygnam6NoMBHIxD+V2DnMQIhAOCs7BjKKPGW
+w1uDg+84pmaHAyfG2H3Io8zeFYcChFtxAiA7ltB82mk40aQ/rV2PEM3xYcDjWIjc
+GGV8K7EHv5Zb8QIhALTWupohbd82qDuqmbEc+eKgXUvQ40QrEJy/TLiEsCAhAiBi
+EXKP3tB4vzn1HyxAWPECbt3b3e4KagoIey33aFwgOQ==
+-----END RSA PRIVATE KEY-----
+`
