@@ -258,6 +258,25 @@ print("key read:", ok, err)
 		data []byte
 	}
 	msgs := []got{{"ed", eml}}
+
+	// exec --dry-run signs too: the captured messages carry signatures.
+	execDry := filepath.Join(dir, "exec-dry")
+	r = mailbot(t, dir, nil, "exec", "-c", "mailbot.yaml", "--dry-run", execDry, "--deliver", "scripts/send.lua")
+	if r.code != 0 {
+		t.Fatalf("exec --dry-run --deliver: %v", r)
+	}
+	emls, _ = filepath.Glob(filepath.Join(execDry, "*.eml"))
+	if len(emls) != 3 {
+		t.Fatalf("exec dry run wrote %v, want 3 messages", emls)
+	}
+	for _, p := range emls {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acct, _, _ := strings.Cut(subject(t, b), " ")
+		msgs = append(msgs, got{acct, b})
+	}
 	for _, m := range waitMessages(t, srv, 4) {
 		acct, _, _ := strings.Cut(subject(t, m.Data), " ")
 		msgs = append(msgs, got{acct, m.Data})

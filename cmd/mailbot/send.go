@@ -21,7 +21,8 @@ const sendDesc = `Sends one message, like swaks: connect, STARTTLS, AUTH, MAIL, 
 
 With -c, --account names a configured account (default: default_account);
 its host, TLS mode, user, password source, CA and sender apply, and the
-flags below override them. Without a config, --server says where to send.
+flags below override them. An account with a dkim section DKIM-signs the
+message (in a dry run too). Without a config, --server says where to send.
 Passwords never appear on the command line: --password-env names an
 environment variable holding it.
 
