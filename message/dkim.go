@@ -118,6 +118,12 @@ func (s *DKIMSigner) Sign(msg []byte) ([]byte, error) {
 	if !ok {
 		return nil, errors.New("dkim: the message has no header/body separator")
 	}
+	if body == nil {
+		// Header fields only: add the empty line that ends them, which
+		// the signer needs; the message sent is the same one.
+		msg = append(msg[:len(msg):len(msg)], '\r', '\n')
+		body = []byte{}
+	}
 	fields := headerFields(header)
 	kept := fields[:0:0]
 	for _, f := range fields {
@@ -231,8 +237,8 @@ func toCRLF(msg []byte) []byte {
 }
 
 // splitHeader splits a CRLF message at its first empty line: header (each
-// field with its CRLF) and body. A message of header fields only has an
-// empty body.
+// field with its CRLF) and body. A message of header fields only (no empty
+// line) has a nil body.
 func splitHeader(msg []byte) (header, body []byte, ok bool) {
 	if bytes.HasPrefix(msg, []byte("\r\n")) {
 		return nil, msg[2:], true

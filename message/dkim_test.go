@@ -220,6 +220,21 @@ func TestDKIMSignNormalisesAndSignsOnce(t *testing.T) {
 	if vs := verifyDKIM(t, signed, key, "example.com", "s1"); vs[0].Err != nil {
 		t.Fatalf("LF message: %v", vs[0].Err)
 	}
+	// Header fields only: signed with the empty line added.
+	hdrOnly, err := s.Sign([]byte("From: bot@example.com\r\nSubject: empty\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(hdrOnly, []byte("Subject: empty\r\n\r\n")) {
+		t.Errorf("header-only message signed as %q", hdrOnly)
+	}
+	if vs := verifyDKIM(t, hdrOnly, key, "example.com", "s1"); vs[0].Err != nil {
+		t.Errorf("header-only message: %v", vs[0].Err)
+	}
+	if _, err := s.Sign([]byte("From: bot@example.com")); err == nil || !strings.Contains(err.Error(), "no header/body separator") {
+		t.Errorf("message without a line end: err = %v", err)
+	}
+
 	// Signed by another selector, then by s1 twice: one s1 signature, the
 	// other kept.
 	both, err := other.Sign(signed)
