@@ -103,8 +103,10 @@ func (c *Config) Secrets() *luabind.Secrets {
 			owner = "account " + k.Path[1]
 		}
 		hint := secretHints[k.Path[0]]
-		if h, ok := secretSectionHints[k.Path[len(k.Path)-2]]; ok {
-			hint = h
+		if len(k.Path) >= 2 {
+			if h, ok := secretSectionHints[k.Path[len(k.Path)-2]]; ok {
+				hint = h
+			}
 		}
 		switch k.Kind {
 		case "env":
