@@ -3,13 +3,17 @@ module github.com/mailbot/mailbot
 go 1.26.0
 
 require (
+	github.com/emersion/go-msgauth v0.7.0
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.25.1
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/xdg-go/stringprep v1.0.4
 	github.com/yuin/gopher-lua v1.1.2
-	golang.org/x/sys v0.13.0
+	golang.org/x/sys v0.28.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 
-require golang.org/x/text v0.44.0 // indirect
+require (
+	golang.org/x/crypto v0.31.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
+)

@@ -82,5 +82,7 @@ func (a Account) OutboxAccount(dry *DryRun) (outbox.Account, error) {
 		oa.OAuth2, oa.OAuth2Mechanism = nil, ""
 		oa.Password = func() (string, error) { return "dry-run", nil }
 	}
+	// Dry runs sign too, so the captured .eml shows the signature.
+	oa.Sign = a.Sign
 	return oa, nil
 }

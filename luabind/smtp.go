@@ -905,6 +905,21 @@ func messageBytes(L *lua.LState, n int) []byte {
 	return nil
 }
 
+// dkimSign DKIM-signs msg when lc was connected with an account that signs
+// (Account.Sign); other clients send msg as given. It raises when the
+// message cannot be signed: sending it unsigned would break the account's
+// promise.
+func dkimSign(L *lua.LState, lc *luaClient, what string, msg []byte) []byte {
+	if lc.account == nil || lc.account.Sign == nil {
+		return msg
+	}
+	signed, err := lc.account.Sign(msg)
+	if err != nil {
+		L.RaiseError("%s: DKIM-signing for account %q: %v", what, lc.accountName, err)
+	}
+	return signed
+}
+
 // clientSendmail: c:sendmail(from, to, msg [, opts]) -> refused
 // refused maps each refused address to { code, message, enhanced, temporary };
 // empty when every recipient accepted. Raises when all are refused.
@@ -913,7 +928,7 @@ func clientSendmail(L *lua.LState) int {
 	c := connected(L, lc)
 	from := L.CheckString(2)
 	to := stringList(L, 3, "to")
-	msg := messageBytes(L, 4)
+	msg := dkimSign(L, lc, "sendmail", messageBytes(L, 4))
 	refused, err := c.SendMail(runCtx(L), from, to, msg, sendOptions(L, 5))
 	if err != nil {
 		raiseSMTP(L, err)
@@ -951,6 +966,7 @@ func clientSendMessage(L *lua.LState) int {
 	if err != nil {
 		L.RaiseError("send_message: building the message: %v", err)
 	}
+	b = dkimSign(L, lc, "send_message", b)
 	refused, err := c.SendMail(runCtx(L), from, to, b, sendOptions(L, 3))
 	if err != nil {
 		raiseSMTP(L, err)
@@ -1023,8 +1039,9 @@ func codeTextOf(L *lua.LState, err error, okCode int, okText string) int {
 
 // clientData: c:data(msg) -> code, text; raises SMTPDataError on refusal.
 func clientData(L *lua.LState) int {
-	c := connected(L, checkClient(L, 1))
-	msg := messageBytes(L, 2)
+	lc := checkClient(L, 1)
+	c := connected(L, lc)
+	msg := dkimSign(L, lc, "data", messageBytes(L, 2))
 	w, err := c.Data(runCtx(L))
 	if err != nil {
 		raiseSMTP(L, err)

@@ -3,8 +3,10 @@
 //
 // A [Message] is a plain struct: fill in the addresses, subject, bodies and
 // attachments, then call [Message.Bytes] or [Message.WriteTo]. The output uses
-// CRLF line ends and is ready for an SMTP DATA command. The package uses only
-// the standard library and knows nothing about SMTP or Lua.
+// CRLF line ends and is ready for an SMTP DATA command. A [DKIMSigner] adds a
+// DKIM signature to finished messages (with github.com/emersion/go-msgauth);
+// the rest of the package uses only the standard library. It knows nothing
+// about SMTP or Lua.
 //
 // Encoding rules:
 //

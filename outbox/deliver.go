@@ -296,6 +296,8 @@ type prepared struct {
 	lf   *lockedFile
 	it   Item
 	data []byte
+	// wire is what goes out: data, DKIM-signed when the account signs.
+	wire []byte
 }
 
 // prepare locks and reads a claimed message; nil when it is not there to
@@ -428,15 +430,52 @@ func (w *worker) sendBatch(ctx context.Context, batch []*prepared) {
 			return
 		}
 	}
-	if len(batch) == 1 {
-		p := batch[0]
-		refused, err := w.c.SendMail(ctx, p.it.From, p.it.To, p.data, w.acct.SendOptions)
+	ready := w.sign(ctx, batch)
+	if len(ready) == 1 {
+		p := ready[0]
+		refused, err := w.c.SendMail(ctx, p.it.From, p.it.To, p.wire, w.acct.SendOptions)
 		w.finish(ctx, p.e, p.lf, &p.it, p.data, refused, err)
+		return
+	}
+	w.sendReady(ctx, ready)
+}
+
+// sign sets the bytes each message goes out as and returns the messages
+// that can go. The spool keeps the unsigned bytes, so each attempt is
+// signed afresh, once, by the account that delivers it; a message that
+// cannot be signed is settled as refused permanently.
+func (w *worker) sign(ctx context.Context, batch []*prepared) []*prepared {
+	ready := batch[:0:0]
+	for _, p := range batch {
+		p.wire = p.data
+		if w.acct.Sign != nil {
+			signed, err := w.acct.Sign(p.data)
+			if err != nil {
+				w.finish(ctx, p.e, p.lf, &p.it, p.data, nil, &signError{fmt.Errorf("outbox: DKIM-sign for account %q: %w", w.name, err)})
+				continue
+			}
+			p.wire = signed
+		}
+		ready = append(ready, p)
+	}
+	return ready
+}
+
+// signError is a message the account could not DKIM-sign: retrying cannot
+// help, and sending it unsigned would break the account's promise.
+type signError struct{ err error }
+
+func (e *signError) Error() string { return e.err.Error() }
+func (e *signError) Unwrap() error { return e.err }
+
+// sendReady sends signed messages over the session with SendBatch.
+func (w *worker) sendReady(ctx context.Context, batch []*prepared) {
+	if len(batch) == 0 {
 		return
 	}
 	out := make([]smtp.Outgoing, len(batch))
 	for i, p := range batch {
-		out[i] = smtp.Outgoing{From: p.it.From, To: p.it.To, Data: p.data, Opts: w.acct.SendOptions}
+		out[i] = smtp.Outgoing{From: p.it.From, To: p.it.To, Data: p.wire, Opts: w.acct.SendOptions}
 	}
 	// A delivered message is marked sent the moment its 250 is read, so a
 	// crash re-sends at most the one message in flight. Failures are
@@ -509,6 +548,7 @@ func classify(err error) failure {
 		uo  *smtp.UnknownOutcomeError
 		ns  *smtp.NotSupportedError
 		cpe *connectPhaseError
+		se2 *signError
 		ce  *smtp.ConnectError
 		te  *smtp.TLSError
 	)
@@ -523,6 +563,9 @@ func classify(err error) failure {
 		// Cannot open a session (refused, greeting 554, bad certificate,
 		// wrong password): an account problem an operator can fix, so the
 		// message waits rather than bounces.
+	case errors.As(err, &se2):
+		// Nothing was sent; the session goes on.
+		f.temporary, f.keep = false, true
 	case errors.As(err, &uo):
 		f.unknown = true
 	case errors.As(err, &ns):

@@ -140,6 +140,13 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 			}
 			acc.RootCAs = pool
 		}
+		if a.DKIM != nil {
+			s, err := dkimSigner(cfg, a.DKIM)
+			if err != nil {
+				return nil, fmt.Errorf("accounts.%s.dkim: %w", name, err)
+			}
+			acc.Sign = s.Sign
+		}
 		applyTestTokenSource(cfg, name, &acc)
 		if a.Host == DevServerHost {
 			if err := pointAtDev(&acc, cfg, dev); err != nil {

@@ -102,6 +102,9 @@ type AccountConfig struct {
 	// (0: no cap).
 	Concurrency int     `yaml:"concurrency"`
 	RateLimit   float64 `yaml:"rate_limit"`
+	// DKIM, when set, DKIM-signs every message sent with the account
+	// (see DKIMConfig in config_dkim.go).
+	DKIM *DKIMConfig `yaml:"dkim"`
 }
 
 // DevServerConfig configures the embedded development mail server.
@@ -294,6 +297,7 @@ var configTypes = map[string]reflect.Type{
 	"main.LogConfig":       reflect.TypeFor[LogConfig](),
 	"main.AccountConfig":   reflect.TypeFor[AccountConfig](),
 	"main.DevServerConfig": reflect.TypeFor[DevServerConfig](),
+	"main.DKIMConfig":      reflect.TypeFor[DKIMConfig](),
 }
 
 func knownKeys(typeName string) []string {
@@ -539,6 +543,7 @@ func (c *Config) validateAccount(name string, a *AccountConfig) []Problem {
 			add("want a SHA-256 fingerprint: 64 hex digits, colons allowed", "tls_fingerprint")
 		}
 	}
+	probs = append(probs, c.validateDKIM(name, a)...)
 	return probs
 }
 

@@ -35,6 +35,12 @@ var secretHints = map[string]string{
 	"accounts": "use c:login()",
 }
 
+// secretSectionHints override secretHints for secrets in a section of
+// that name, wherever it is.
+var secretSectionHints = map[string]string{
+	"dkim": "mailbot DKIM-signs the account's mail with it",
+}
+
 // SecretKeys returns every secret key set in the config, sorted by path.
 // A key is secret when its struct field carries the tag secret:"env" or
 // secret:"file", so a new *_env or *_file key only needs the tag to be
@@ -97,6 +103,11 @@ func (c *Config) Secrets() *luabind.Secrets {
 			owner = "account " + k.Path[1]
 		}
 		hint := secretHints[k.Path[0]]
+		if len(k.Path) >= 2 {
+			if h, ok := secretSectionHints[k.Path[len(k.Path)-2]]; ok {
+				hint = h
+			}
+		}
 		switch k.Kind {
 		case "env":
 			reg.AddEnv(k.Value, owner, hint)

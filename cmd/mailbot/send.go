@@ -24,6 +24,7 @@ its host, TLS mode, user, password source (or OAuth2 token: an account
 with an oauth2 section logs in with XOAUTH2 or OAUTHBEARER, refreshing the
 token once when the server refuses it), CA and sender apply, and the flags
 below override them (--password-env replaces the account's OAuth2 too).
+An account with a dkim section DKIM-signs the message (in a dry run too).
 Without a config, --server says where to send.
 Passwords never appear on the command line: --password-env names an
 environment variable holding it.
@@ -132,6 +133,13 @@ func (m *Main) cmdSend(ctx context.Context, args []string) int {
 		fmt.Fprintf(m.Stderr, "mailbot send: %v\n", err)
 		return exitFailure
 	}
+	if tgt.sign != nil {
+		// Dry runs sign too: the captured .eml shows the signature.
+		if data, err = tgt.sign(data); err != nil {
+			fmt.Fprintf(m.Stderr, "mailbot send: DKIM-signing: %v\n", err)
+			return exitFailure
+		}
+	}
 
 	var capt *capture
 	if f.dry.on {
@@ -176,6 +184,8 @@ type sendTarget struct {
 	oauth2Mech string
 	from       string
 	dev        *embeddedDev
+	// sign DKIM-signs the message when the account has a dkim section.
+	sign func([]byte) ([]byte, error)
 }
 
 // redirect aims the target at the dry-run capture server, keeping the
@@ -248,6 +258,7 @@ func (m *Main) sendTarget(cfg *Config, f *sendFlags, logger *slog.Logger) (*send
 		host, port, tlsMode, pool = acc.Host, acc.Port, acc.TLS, acc.RootCAs
 		t.user, t.password, t.from = acc.Username, acc.Password, acc.From
 		t.oauth2, t.oauth2Mech = acc.OAuth2, acc.OAuth2Mechanism
+		t.sign = acc.Sign
 		t.dialer.AllowInsecureAuth = acc.AllowInsecureAuth
 		if acc.Timeout > 0 {
 			timeout = acc.Timeout
