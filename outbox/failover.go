@@ -184,6 +184,9 @@ func (w *worker) session(ctx context.Context) error {
 		w.use(r)
 		err := w.connect(ctx)
 		if err == nil {
+			err = w.hello(ctx)
+		}
+		if err == nil {
 			r.health.ok()
 			if i > 0 {
 				w.o.log.LogAttrs(ctx, slog.LevelWarn, "outbox: delivering through a fallback account",
@@ -202,6 +205,18 @@ func (w *worker) session(ctx context.Context) error {
 	}
 	w.use(own)
 	return &FailoverError{Account: w.queue, Errs: errs}
+}
+
+// hello greets the server of a new session, if connect has not (without
+// TLS or AUTH nothing has been said after the greeting yet), so that a
+// refused EHLO is a failure to open the session, not one of the first
+// message's transaction.
+func (w *worker) hello(ctx context.Context) error {
+	if err := w.c.EhloOrHeloIfNeeded(ctx); err != nil {
+		w.dropSession()
+		return &connectPhaseError{fmt.Errorf("outbox: greet %s: %w", w.acct.Addr, err)}
+	}
+	return nil
 }
 
 // logUnavailable records an account's failure to open a session in a
