@@ -72,6 +72,8 @@ func (a Account) OutboxAccount(dry *DryRun) (outbox.Account, error) {
 			return "dry-run", nil // the capture server accepts any password
 		}
 	}
-	return outbox.Account{Dialer: d, Addr: addr, Username: a.Username, Password: password,
-		Concurrency: a.Concurrency, RatePerSecond: a.RatePerSecond}, nil
+	oa := outbox.Account{Dialer: d, Addr: addr, Username: a.Username, Password: password,
+		Concurrency: a.Concurrency, RatePerSecond: a.RatePerSecond}
+	oa.Fallback = a.Fallback
+	return oa, nil
 }

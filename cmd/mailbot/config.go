@@ -102,6 +102,10 @@ type AccountConfig struct {
 	// (0: no cap).
 	Concurrency int     `yaml:"concurrency"`
 	RateLimit   float64 `yaml:"rate_limit"`
+	// Fallback lists the accounts the outbox delivers this account's
+	// messages through, in order, when this one cannot open a session
+	// (see outbox.Account.Fallback). Their own fallbacks are not followed.
+	Fallback []string `yaml:"fallback"`
 }
 
 // DevServerConfig configures the embedded development mail server.
@@ -539,6 +543,7 @@ func (c *Config) validateAccount(name string, a *AccountConfig) []Problem {
 			add("want a SHA-256 fingerprint: 64 hex digits, colons allowed", "tls_fingerprint")
 		}
 	}
+	probs = append(probs, c.validateFallback(name, a)...)
 	return probs
 }
 
