@@ -84,5 +84,6 @@ func (a Account) OutboxAccount(dry *DryRun) (outbox.Account, error) {
 	}
 	// Dry runs sign too, so the captured .eml shows the signature.
 	oa.Sign = a.Sign
+	oa.Fallback = a.Fallback
 	return oa, nil
 }

@@ -123,14 +123,21 @@ func (o *Outbox) DeliverOnce(ctx context.Context, accounts map[string]Account) (
 type report struct{ sent, deferred, bounced atomic.Int64 }
 
 func (o *Outbox) startWorkers(ctx context.Context, wg *sync.WaitGroup, accounts map[string]Account, once bool, rep *report) {
+	// One rate limiter and one circuit per account, shared by its own
+	// workers and by the workers failing over to it.
+	routes := make(map[string]*route, len(accounts))
 	for name, acct := range accounts {
-		n := max(acct.Concurrency, 1)
-		var lim *limiter
+		r := &route{name: name, acct: acct, health: &health{}}
 		if acct.RatePerSecond > 0 {
-			lim = &limiter{interval: time.Duration(float64(time.Second) / acct.RatePerSecond)}
+			r.lim = &limiter{interval: time.Duration(float64(time.Second) / acct.RatePerSecond)}
 		}
-		for range n {
-			w := &worker{o: o, name: name, acct: acct, once: once, lim: lim, rep: rep}
+		routes[name] = r
+	}
+	for name, acct := range accounts {
+		chain := o.chain(name, routes)
+		for range max(acct.Concurrency, 1) {
+			w := &worker{o: o, queue: name, routes: chain, once: once, rep: rep}
+			w.use(chain[0])
 			wg.Go(func() { w.run(ctx) })
 		}
 	}
@@ -170,12 +177,20 @@ func (l *limiter) wait(ctx context.Context) error {
 // worker delivers one account's messages over one SMTP session at a time,
 // reusing it for as long as messages are due.
 type worker struct {
-	o    *Outbox
-	name string
-	acct Account
-	once bool
-	lim  *limiter
-	rep  *report
+	o *Outbox
+	// queue is the account whose messages the worker delivers; routes
+	// are the accounts it may deliver them through: queue's own first,
+	// then its fallbacks (see session).
+	queue  string
+	routes []*route
+	once   bool
+	rep    *report
+
+	// The account of the session (routes[0], or a fallback while that
+	// one fails): connect opens sessions for name and acct.
+	route *route
+	name  string
+	acct  Account
 
 	c    *smtp.Client
 	tls  bool
@@ -188,7 +203,7 @@ func (w *worker) run(ctx context.Context) {
 	defer w.closing.Wait() // every file unlocked before the worker is done
 	defer w.closeSession(ctx)
 	for ctx.Err() == nil {
-		e, due, changed := w.o.idx.claim(w.name, w.o.opts.Now())
+		e, due, changed := w.o.idx.claim(w.queue, w.o.opts.Now())
 		if e != nil {
 			w.deliverBatch(ctx, e)
 			continue
@@ -361,7 +376,7 @@ func (w *worker) deliverBatch(ctx context.Context, first *entry) {
 	batch := w.collect(ctx, first)
 	for len(batch) > 0 {
 		var next chan []*prepared
-		if w.lim == nil && ctx.Err() == nil {
+		if w.routes[0].lim == nil && ctx.Err() == nil {
 			next = make(chan []*prepared, 1)
 			go func() { next <- w.collect(ctx, nil) }()
 		}
@@ -374,7 +389,8 @@ func (w *worker) deliverBatch(ctx context.Context, first *entry) {
 }
 
 // collect prepares first (if any) and claims and prepares more due
-// messages, up to maxBatch (one with a rate limit).
+// messages, up to maxBatch (one with a rate limit on the account). It
+// runs alongside sendBatch, so it touches none of the session's fields.
 func (w *worker) collect(ctx context.Context, first *entry) []*prepared {
 	batch := make([]*prepared, 0, maxBatch)
 	if first != nil {
@@ -382,8 +398,9 @@ func (w *worker) collect(ctx context.Context, first *entry) []*prepared {
 			batch = append(batch, p)
 		}
 	}
-	for (w.lim == nil || first == nil && len(batch) == 0) && len(batch) < maxBatch && ctx.Err() == nil {
-		e, _, _ := w.o.idx.claim(w.name, w.o.opts.Now())
+	lim := w.routes[0].lim
+	for (lim == nil || first == nil && len(batch) == 0) && len(batch) < maxBatch && ctx.Err() == nil {
+		e, _, _ := w.o.idx.claim(w.queue, w.o.opts.Now())
 		if e == nil {
 			break
 		}
@@ -403,7 +420,7 @@ func (w *worker) sendBatch(ctx context.Context, batch []*prepared) {
 		w.closing.Go(func() {
 			for _, p := range batch {
 				if p.lf.moveTo != "" {
-					w.o.moveSent(p.lf.path, p.lf.moveTo)
+					w.o.settleSent(p.lf.path, p.lf.moveTo, p.lf.sentRecord)
 				}
 				p.lf.unlock()
 			}
@@ -412,32 +429,37 @@ func (w *worker) sendBatch(ctx context.Context, batch []*prepared) {
 	if len(batch) == 0 {
 		return
 	}
-	if err := w.lim.wait(ctx); err != nil {
-		for _, p := range batch {
-			w.o.idx.settle(p.e, &p.it, p.e.fi)
-		}
+	// The session's account (the message's own or a fallback) decides
+	// the rate limit: a message sent through a fallback counts against
+	// the fallback's.
+	if !w.open(ctx, batch) {
 		return
 	}
-	if w.c == nil {
-		if err := w.connect(ctx); err != nil {
-			for _, p := range batch {
-				w.finish(ctx, p.e, p.lf, &p.it, p.data, nil, err)
+	if w.route.lim != nil || len(batch) == 1 {
+		// One message at a time, each waiting its turn under the rate
+		// limit (a batch collected for an account without a limit may be
+		// going out through a fallback with one).
+		for i, p := range batch {
+			if i > 0 && !w.open(ctx, batch[i:]) {
+				return
 			}
-			// The relay is unreachable: every other due message of the
-			// account would fail the same way now, so defer them all
-			// without dialling again.
-			w.deferAllDue(ctx, err)
-			return
+			if err := w.route.lim.wait(ctx); err != nil {
+				for _, q := range batch[i:] {
+					w.o.idx.settle(q.e, &q.it, q.e.fi)
+				}
+				return
+			}
+			// Signed by the session's account, which after a failover
+			// is the fallback, with its own key.
+			if len(w.sign(ctx, []*prepared{p})) == 0 {
+				continue
+			}
+			refused, err := w.c.SendMail(ctx, p.it.From, p.it.To, p.wire, w.acct.SendOptions)
+			w.finish(ctx, p.e, p.lf, &p.it, p.data, refused, err)
 		}
-	}
-	ready := w.sign(ctx, batch)
-	if len(ready) == 1 {
-		p := ready[0]
-		refused, err := w.c.SendMail(ctx, p.it.From, p.it.To, p.wire, w.acct.SendOptions)
-		w.finish(ctx, p.e, p.lf, &p.it, p.data, refused, err)
 		return
 	}
-	w.sendReady(ctx, ready)
+	w.sendReady(ctx, w.sign(ctx, batch))
 }
 
 // sign sets the bytes each message goes out as and returns the messages
@@ -496,10 +518,28 @@ func (w *worker) sendReady(ctx context.Context, batch []*prepared) {
 	}
 }
 
+// open opens a session (see session) for batch. When none can be opened
+// it records the failed attempt for every message of batch and for every
+// other due message of the account, and returns false.
+func (w *worker) open(ctx context.Context, batch []*prepared) bool {
+	err := w.session(ctx)
+	if err == nil {
+		return true
+	}
+	for _, p := range batch {
+		w.finish(ctx, p.e, p.lf, &p.it, p.data, nil, err)
+	}
+	// The relay (and every fallback) is unreachable: every other due
+	// message of the account would fail the same way now, so defer them
+	// all without dialling again.
+	w.deferAllDue(ctx, err)
+	return false
+}
+
 // deferAllDue records a failed attempt with err for every due message.
 func (w *worker) deferAllDue(ctx context.Context, cause error) {
 	for ctx.Err() == nil {
-		e, _, _ := w.o.idx.claim(w.name, w.o.opts.Now())
+		e, _, _ := w.o.idx.claim(w.queue, w.o.opts.Now())
 		if e == nil {
 			return
 		}
@@ -543,6 +583,12 @@ type failure struct {
 
 func classify(err error) failure {
 	f := failure{temporary: true, reply: Reply{Text: err.Error()}}
+	var fe *FailoverError
+	if errors.As(err, &fe) {
+		// Every account failed to open a session: no one server reply
+		// says why, the error lists each account's failure.
+		return f
+	}
 	var (
 		se  *smtp.SMTPError
 		uo  *smtp.UnknownOutcomeError
@@ -603,6 +649,14 @@ func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item,
 			return
 		}
 	}
+	// Via records a fallback's session; the sent/ record must be
+	// rewritten when it changes (see sent).
+	via := ""
+	if w.name != w.queue {
+		via = w.name
+	}
+	viaChanged := it.Via != via
+	it.Via = via
 	it.Attempts++
 	it.LastAttempt = now
 	var temp []string
@@ -661,7 +715,7 @@ func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item,
 	case len(it.Refused) > 0:
 		outcome = w.bury(e, lf, it, data, "refused permanently")
 	default:
-		outcome = w.sent(e, lf, it)
+		outcome = w.sent(e, lf, it, data, viaChanged)
 	}
 	w.logAttempt(ctx, it, pending, len(data), outcome, f, err)
 }
@@ -744,15 +798,28 @@ func (w *worker) bury(e *entry, lf *lockedFile, it *Item, data []byte, reason st
 // mark: one system call right after the server's 250, so a kill -9 can
 // only re-send a message caught between the two. The directory flush is
 // batched (see flushSent): a power failure may re-send the messages moved
-// since the last flush.
-func (w *worker) sent(e *entry, lf *lockedFile, it *Item) string {
+// since the last flush. With rewrite (the delivering account, Item.Via,
+// differs from what the file says) sent/ gets a new file with this
+// attempt's metadata instead, written off the delivery path.
+func (w *worker) sent(e *entry, lf *lockedFile, it *Item, data []byte, rewrite bool) string {
 	o := w.o
+	var record []byte
+	if rewrite {
+		rec := *it
+		rec.Seq++
+		rec.State = StateSent
+		var err error
+		if record, err = encodeFile(&rec, data); err != nil {
+			o.log.Warn("outbox: encode sent record", "id", it.ID, "error", err)
+			record = nil
+		}
+	}
 	if err := lf.markSent(); err == nil {
 		// Recorded on the file; the move into sent/ happens when the
 		// batch's files are closed, still under the lock.
-		lf.moveTo = o.path(StateSent, it.ID)
+		lf.moveTo, lf.sentRecord = o.path(StateSent, it.ID), record
 	} else {
-		o.moveSent(lf.path, o.path(StateSent, it.ID))
+		o.settleSent(lf.path, o.path(StateSent, it.ID), record)
 	}
 	o.ctr.sent.Add(1)
 	w.rep.sent.Add(1)
@@ -794,6 +861,9 @@ func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size 
 		slog.String("smtp_enhanced", enhanced),
 		slog.String("smtp_text", text),
 		slog.Int("attempt", it.Attempts),
+	}
+	if w.name != w.queue {
+		attrs = append(attrs, slog.String("fallback_for", w.queue))
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))

@@ -129,6 +129,40 @@
 // becomes a dead letter for exactly those recipients. A message still
 // failing temporarily after MaxAge becomes a dead letter too.
 //
+// # Failover
+//
+// An Account with Fallback names the accounts its messages go through, in
+// order, when it cannot open a session: the dial fails, the TLS handshake
+// or certificate check fails, or the server refuses the greeting, EHLO,
+// STARTTLS or AUTH (4yz or 5yz: a 535 on the primary is a configuration
+// problem, logged at error level, but the message still goes out), or the
+// password or token cannot be had. Only the listed accounts are tried, in
+// order; their own fallbacks are not followed, so chains cannot loop.
+// Names not among Deliver's accounts are skipped with a warning.
+//
+// The worker of the message's account fails over itself: the message
+// stays in its account's queue and locked by that worker, which opens a
+// session with the fallback's whole Account (its Dialer, Addr,
+// credentials, OAuth2, Sign and SendOptions) and waits on the fallback's
+// rate limiter, so failed-over messages count against the fallback's
+// limit (its Concurrency bounds only its own workers). Nothing is ever
+// sent twice by failing over, and the duplicate window stays one message:
+// failover happens before any transaction of the session. Once MAIL was
+// sent, every failure is the message's, handled as without fallbacks: a
+// refused MAIL or RCPT is never a reason to fail over, and an unknown
+// outcome after DATA stays with the account that may have delivered it.
+//
+// An account that failed to open a session is held off for
+// Backoff.Initial (shared by every worker of the Deliver run): sessions
+// go straight to the fallback meanwhile, and a fallback session is
+// replaced by one with the own account at the first message after the
+// hold-off. When every account fails (or is held off), the message is
+// deferred with the usual backoff and a *FailoverError whose text lists
+// each account's failure. Each attempt's record names the account used
+// (account=backup fallback_for=relay); Item.Via records a fallback that
+// made the last attempt, and a message delivered through one gets a sent/
+// record saying so (Get, `mailbot queue show`).
+//
 // Every attempt is logged with one slog record carrying account, host,
 // tls, auth_user, from, recipients, size, smtp_code, smtp_enhanced,
 // smtp_text, error, outcome, attempt and next_attempt; Stats has the

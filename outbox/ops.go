@@ -53,7 +53,8 @@ func (o *Outbox) list(s State) ([]Item, error) {
 	return items, nil
 }
 
-// Get returns a queued or dead message (queued first) with its bytes.
+// Get returns a queued, dead or delivered (sent) message, in that order
+// of search, with its bytes; Item.State says which.
 // It returns ErrNotFound for an unknown id.
 func (o *Outbox) Get(id string) (Item, []byte, error) {
 	if !validID(id) {
@@ -71,6 +72,9 @@ func (o *Outbox) Get(id string) (Item, []byte, error) {
 		if err != nil {
 			return Item{}, nil, fmt.Errorf("outbox: get %s: %w", id, err)
 		}
+		// A sent/ file usually keeps the queued metadata it was
+		// delivered with (the move is a rename): say where it is.
+		it.State = s
 		return it, data, nil
 	}
 	return Item{}, nil, fmt.Errorf("%w: %s", ErrNotFound, id)

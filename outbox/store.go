@@ -108,6 +108,12 @@ type Item struct {
 	// DeadAt and DeadReason are set when the message became a dead letter.
 	DeadAt     time.Time `json:"dead_at,omitzero"`
 	DeadReason string    `json:"dead_reason,omitempty"`
+	// Via names the account whose session made the last attempt when
+	// that was one of Account's fallbacks (see Account.Fallback); "" when
+	// it was Account itself. For a delivered message (in sent/) it is the
+	// fallback that delivered it; a message delivered in parts records
+	// the account of the last part.
+	Via string `json:"via,omitempty"`
 	// Recovered is set on a message put back in the queue from a damaged
 	// spool file (see Outbox.RequeueCorrupt): when, and what was wrong.
 	Recovered string `json:"recovered,omitempty"`
@@ -289,8 +295,10 @@ type lockedFile struct {
 	size int64       // from fstat under the lock; spool files never change in place
 	mode os.FileMode // permission bits, with sentMarkBit when delivered
 	// moveTo, when set, is where the file goes (sent/) before its lock is
-	// released: the delivery was recorded with markSent.
-	moveTo string
+	// released: the delivery was recorded with markSent. sentRecord, when
+	// set, is written there instead of moving the file (see settleSent).
+	moveTo     string
+	sentRecord []byte
 }
 
 // sentMarkBit in a queued file's mode records "the server accepted this

@@ -126,6 +126,7 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 			Concurrency:       a.Concurrency,
 			RatePerSecond:     a.RateLimit,
 		}
+		acc.Fallback = a.Fallback
 		if a.TLSFingerprint != "" {
 			pin, err := smtp.ParseFingerprint(a.TLSFingerprint)
 			if err != nil {

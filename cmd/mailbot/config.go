@@ -105,6 +105,10 @@ type AccountConfig struct {
 	// DKIM, when set, DKIM-signs every message sent with the account
 	// (see DKIMConfig in config_dkim.go).
 	DKIM *DKIMConfig `yaml:"dkim"`
+	// Fallback lists the accounts the outbox delivers this account's
+	// messages through, in order, when this one cannot open a session
+	// (see outbox.Account.Fallback). Their own fallbacks are not followed.
+	Fallback []string `yaml:"fallback"`
 }
 
 // DevServerConfig configures the embedded development mail server.
@@ -544,6 +548,7 @@ func (c *Config) validateAccount(name string, a *AccountConfig) []Problem {
 		}
 	}
 	probs = append(probs, c.validateDKIM(name, a)...)
+	probs = append(probs, c.validateFallback(name, a)...)
 	return probs
 }
 

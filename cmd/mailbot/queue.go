@@ -313,6 +313,14 @@ func (m *Main) printItem(it outbox.Item) {
 	if len(it.Delivered) > 0 {
 		fmt.Fprintf(w, "Delivered to: %s\n", strings.Join(it.Delivered, ", "))
 	}
+	switch {
+	case it.State == outbox.StateSent && it.Via != "":
+		fmt.Fprintf(w, "Delivered by: %s (fallback of %s)\n", it.Via, it.Account)
+	case it.State == outbox.StateSent:
+		fmt.Fprintf(w, "Delivered by: %s\n", it.Account)
+	case it.Via != "":
+		fmt.Fprintf(w, "Last tried:   through %s (fallback of %s)\n", it.Via, it.Account)
+	}
 	if it.Key != "" {
 		fmt.Fprintf(w, "Key:          %s\n", it.Key)
 	}
