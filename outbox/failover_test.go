@@ -1,8 +1,10 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -574,5 +576,47 @@ func TestSentRecordCrashWindow(t *testing.T) {
 	srv := startServer(t, devserver.Hooks{})
 	if rep := e.deliverOnce(t, account(srv.Addr())); rep != (Report{}) || len(srv.Messages()) != 0 {
 		t.Errorf("after recovery: report %+v, %d messages sent again", rep, len(srv.Messages()))
+	}
+}
+
+// TestFailoverSignsWithTheFallbacksKey: a message that goes out through a
+// fallback is DKIM-signed by the fallback's signer, once, both when it is
+// sent alone and in a batch; the primary's signer is never asked.
+func TestFailoverSignsWithTheFallbacksKey(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d messages", n), func(t *testing.T) {
+			e := newEnv(t, nil)
+			backup := startServer(t, devserver.Hooks{})
+			var primarySigns, backupSigns atomic.Int32
+			primary := plain(closedPort(t), "backup")
+			primary.Sign = func(msg []byte) ([]byte, error) {
+				primarySigns.Add(1)
+				return append([]byte("X-Signed-By: primary\r\n"), msg...), nil
+			}
+			fb := plain(backup.Addr())
+			fb.Sign = func(msg []byte) ([]byte, error) {
+				backupSigns.Add(1)
+				return append([]byte("X-Signed-By: backup\r\n"), msg...), nil
+			}
+			accts := map[string]Account{"default": primary, "backup": fb}
+			for i := 1; i <= n; i++ {
+				e.enqueue(t, i)
+			}
+			if rep := e.deliverOnce(t, accts); rep != (Report{Sent: n}) {
+				t.Fatalf("report %+v, want %d sent", rep, n)
+			}
+			if p, b := primarySigns.Load(), backupSigns.Load(); p != 0 || b != int32(n) {
+				t.Errorf("primary signed %d, backup signed %d; want 0 and %d", p, b, n)
+			}
+			msgs := backup.Messages()
+			if len(msgs) != n {
+				t.Fatalf("backup got %d messages, want %d", len(msgs), n)
+			}
+			for _, m := range msgs {
+				if bytes.Count(m.Data, []byte("X-Signed-By:")) != 1 || !bytes.HasPrefix(m.Data, []byte("X-Signed-By: backup\r\n")) {
+					t.Errorf("message not signed once by the backup:\n%.200s", m.Data)
+				}
+			}
+		})
 	}
 }
