@@ -46,6 +46,15 @@ type Account struct {
 	// account (see outbox.Account); scripts' own connections ignore them.
 	Concurrency   int
 	RatePerSecond float64
+	// OAuth2, when set, logs in with an OAuth2 access token instead of
+	// the password; OAuth2Mechanism is "XOAUTH2" (default) or "OAUTHBEARER".
+	OAuth2          smtp.TokenSource
+	OAuth2Mechanism string
+	// Sign, when set, DKIM-signs each message sent with this account.
+	Sign func(msg []byte) ([]byte, error)
+	// Fallback names the accounts the outbox tries next when this one
+	// cannot be reached or refuses the session before DATA (outbox only).
+	Fallback []string
 }
 
 // SMTPOptions configures the Lua smtp module. The zero value is usable.

@@ -35,6 +35,15 @@ type Account struct {
 	RatePerSecond float64
 	// SendOptions are passed to every SendMail (DSN, REQUIRETLS...).
 	SendOptions *smtp.SendOptions
+	// OAuth2, when set, logs in with an OAuth2 access token instead of
+	// the password; OAuth2Mechanism is "XOAUTH2" (default) or "OAUTHBEARER".
+	OAuth2          smtp.TokenSource
+	OAuth2Mechanism string
+	// Sign, when set, DKIM-signs each message sent with this account.
+	Sign func(msg []byte) ([]byte, error)
+	// Fallback names the accounts the outbox tries next when this one
+	// cannot be reached or refuses the session before DATA (outbox only).
+	Fallback []string
 }
 
 // Report counts the outcomes of delivery attempts.
