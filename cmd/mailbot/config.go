@@ -102,6 +102,9 @@ type AccountConfig struct {
 	// (0: no cap).
 	Concurrency int     `yaml:"concurrency"`
 	RateLimit   float64 `yaml:"rate_limit"`
+	// OAuth2, when present, makes the account log in with OAuth2 access
+	// tokens that mailbot obtains and refreshes (see config_oauth.go).
+	OAuth2 *OAuth2Config `yaml:"oauth2"`
 }
 
 // DevServerConfig configures the embedded development mail server.
@@ -304,7 +307,8 @@ func knownKeys(typeName string) []string {
 	var keys []string
 	for i := range t.NumField() {
 		tag := t.Field(i).Tag.Get("yaml")
-		if tag == "" || tag == "-" || tag == "password" {
+		// Fields of type any exist only to reject inline secrets.
+		if tag == "" || tag == "-" || t.Field(i).Type.Kind() == reflect.Interface {
 			continue
 		}
 		keys = append(keys, strings.Split(tag, ",")[0])
@@ -539,6 +543,7 @@ func (c *Config) validateAccount(name string, a *AccountConfig) []Problem {
 			add("want a SHA-256 fingerprint: 64 hex digits, colons allowed", "tls_fingerprint")
 		}
 	}
+	probs = append(probs, c.validateOAuth2(name, a)...)
 	return probs
 }
 
@@ -559,6 +564,8 @@ func (c *Config) CheckSecrets(getenv func(string) (string, bool)) []Problem {
 			continue
 		}
 		switch {
+		case a.OAuth2 != nil:
+			probs = append(probs, c.checkOAuth2Secrets(name, a.OAuth2, getenv)...)
 		case a.PasswordEnv != "":
 			if v, ok := getenv(a.PasswordEnv); !ok || v == "" {
 				probs = append(probs, c.problem(fmt.Sprintf("environment variable %s is not set", a.PasswordEnv), "accounts", name, "password_env"))

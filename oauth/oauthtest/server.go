@@ -107,6 +107,13 @@ func (s *Server) ValidRefresh(rt string) bool {
 	return s.refresh[rt]
 }
 
+// SetDeviceSteps replaces DeviceSteps once the server is in use.
+func (s *Server) SetDeviceSteps(steps ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.DeviceSteps = steps
+}
+
 // FailNext makes the next token request fail with the OAuth2 error code
 // and description.
 func (s *Server) FailNext(code, desc string) {
