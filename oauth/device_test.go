@@ -145,3 +145,16 @@ func TestRealWaitHonoursContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDeviceLoginGoogleScopeRefused(t *testing.T) {
+	idp := oauthtest.NewServer()
+	defer idp.Close()
+	idp.FailNext("invalid_scope", "Invalid device flow scope: https://mail.google.com/")
+	cfg := testConfig(idp, t.TempDir(), newClock())
+	cfg.Provider, cfg.Scopes = ProviderGoogle, nil
+	err := mustNew(t, cfg).DeviceLogin(context.Background(), &bytes.Buffer{})
+	if !errors.Is(err, ErrConsent) || !strings.Contains(err.Error(), "Google's device flow does not allow scope https://mail.google.com/") ||
+		!strings.Contains(err.Error(), "refresh_token_file") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -121,6 +121,9 @@ func (s *Source) codeError(code, desc string, status int, step string, secrets .
 		scopes = "(none requested)"
 	}
 	switch {
+	case s.cfg.Provider == ProviderGoogle && code == "invalid_scope" && step == "device authorization request":
+		e.Kind = KindConsent
+		e.Msg = fmt.Sprintf("oauth account %s: invalid_scope: Google's device flow does not allow scope %s; get a refresh token with a Desktop app client instead and give it to mailbot with refresh_token_file (see the README, \"Gmail and Microsoft 365\")", acct, scopes)
 	case isConsent(code, desc):
 		e.Kind = KindConsent
 		e.Msg = fmt.Sprintf("oauth account %s: consent missing for scope %s: grant it to client %s (Microsoft: admin consent in Entra ID > Enterprise applications; Google: the OAuth consent screen), then %s", acct, scopes, s.cfg.ClientID, loginHint(acct))

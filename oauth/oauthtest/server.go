@@ -114,7 +114,7 @@ func (s *Server) SetDeviceSteps(steps ...string) {
 	s.DeviceSteps = steps
 }
 
-// FailNext makes the next token request fail with the OAuth2 error code
+// FailNext makes the next token or device authorization request fail with the OAuth2 error code
 // and description.
 func (s *Server) FailNext(code, desc string) {
 	s.mu.Lock()
@@ -265,6 +265,12 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 	s.requests["device_authorization"]++
 	if r.PostForm.Get("client_id") != s.ClientID {
 		oauthErr(w, 401, "invalid_client", "unknown client")
+		return
+	}
+	if len(s.nextErr) > 0 {
+		e := s.nextErr[0]
+		s.nextErr = s.nextErr[1:]
+		oauthErr(w, 400, e.code, e.desc)
 		return
 	}
 	dc := newToken("dc")
