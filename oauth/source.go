@@ -151,25 +151,27 @@ func (s *Source) usable(c *cached) bool {
 // Token returns an access token that is valid for at least ExpiryMargin,
 // refreshing it first when needed.
 func (s *Source) Token(ctx context.Context) (string, error) {
-	if err := s.e.acquire(ctx); err != nil {
-		return "", err
-	}
-	defer s.e.release()
-	c, err := s.e.load()
-	if err != nil {
-		return "", s.cacheError(err)
-	}
-	if s.usable(c) {
-		return c.AccessToken, nil
-	}
-	return s.refreshLocked(ctx, c)
+	return s.get(ctx, nil)
 }
 
 // Refresh is called after the server refused the access token rejected.
 // If the cached token is still rejected it is refreshed; if another caller
-// has refreshed it meanwhile, the newer token is returned without a
-// request.
+// (of this process or another) has refreshed it meanwhile, the newer token
+// is returned without a request.
 func (s *Source) Refresh(ctx context.Context, rejected string) (string, error) {
+	return s.get(ctx, &rejected)
+}
+
+// fresh reports whether c's access token can be handed out: usable, and
+// not the one the server refused.
+func (s *Source) fresh(c *cached, rejected *string) bool {
+	if !s.usable(c) {
+		return false
+	}
+	return rejected == nil || subtle.ConstantTimeCompare([]byte(c.AccessToken), []byte(*rejected)) == 0
+}
+
+func (s *Source) get(ctx context.Context, rejected *string) (string, error) {
 	if err := s.e.acquire(ctx); err != nil {
 		return "", err
 	}
@@ -178,7 +180,20 @@ func (s *Source) Refresh(ctx context.Context, rejected string) (string, error) {
 	if err != nil {
 		return "", s.cacheError(err)
 	}
-	if s.usable(c) && subtle.ConstantTimeCompare([]byte(c.AccessToken), []byte(rejected)) == 0 {
+	if s.fresh(c, rejected) {
+		return c.AccessToken, nil
+	}
+	// Other processes with the same state_dir: one refresh at a time, and
+	// whoever waited sees the token the other one stored.
+	unlock, err := lockFile(ctx, s.e.path+".lock")
+	if err != nil {
+		return "", s.cacheError(err)
+	}
+	defer unlock()
+	if c, err = s.e.load(); err != nil {
+		return "", s.cacheError(err)
+	}
+	if s.fresh(c, rejected) {
 		return c.AccessToken, nil
 	}
 	return s.refreshLocked(ctx, c)

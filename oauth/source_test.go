@@ -479,7 +479,7 @@ func TestCacheFileModeAndAtomicWrite(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, ",") != ".acct.json.tmp-123,acct.json" {
+	if strings.Join(names, ",") != ".acct.json.tmp-123,acct.json,acct.json.lock" {
 		t.Fatalf("files = %v: the write left a temp file behind", names)
 	}
 	// A write replaces the file (new inode), never truncates it in place,
@@ -575,5 +575,45 @@ func TestConfigDefaults(t *testing.T) {
 		if _, err := New(bad); err == nil {
 			t.Errorf("New(%+v) accepted", bad)
 		}
+	}
+}
+
+// Two "processes" (separate registries) on one state_dir, with an IdP that
+// revokes a refresh token once used: the file lock lets only one refresh,
+// and the other process uses the token it stored.
+func TestTwoProcessesOneRefresh(t *testing.T) {
+	idp := oauthtest.NewServer()
+	defer idp.Close()
+	idp.Rotate = true
+	clock := newClock()
+	dir := t.TempDir()
+	rt := idp.IssueRefreshToken()
+	var srcs []*Source
+	for _, reg := range []*registry{newRegistry(), newRegistry()} {
+		for range 5 {
+			cfg := testConfig(idp, dir, clock)
+			cfg.reg = reg
+			cfg.RefreshTokenSeed = seed(rt)
+			srcs = append(srcs, mustNew(t, cfg))
+		}
+	}
+	errs := make([]error, len(srcs))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, s := range srcs {
+		wg.Go(func() {
+			<-start
+			_, errs[i] = s.Token(context.Background())
+		})
+	}
+	close(start)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := idp.Requests("refresh_token"); n != 1 {
+		t.Fatalf("%d refreshes, want 1", n)
 	}
 }
