@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/mailbot/mailbot/luabind"
 	"github.com/mailbot/mailbot/oauth"
 )
 
@@ -244,6 +245,16 @@ func secretFunc(c *Config, env, file string, getenv func(string) (string, bool))
 		return func() (string, error) { return readSecretFile(path) }
 	}
 	return nil
+}
+
+// addOAuthSecrets registers the token cache of every OAuth2 account as a
+// secret file, so that not even a trusted script can read the tokens.
+func (c *Config) addOAuthSecrets(reg *luabind.Secrets) {
+	for name, a := range c.Accounts {
+		if a != nil && a.OAuth2 != nil {
+			reg.AddFile(c.oauthCachePath(name), "account "+name, secretHints["accounts"])
+		}
+	}
 }
 
 // oauthCachePath is the token cache file of an account.

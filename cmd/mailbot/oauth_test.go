@@ -372,7 +372,10 @@ func TestOAuthSecretHiddenFromScripts(t *testing.T) {
 	idp := oauthtest.NewServer()
 	defer idp.Close()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "mailbot.yaml"), idpConfig(idp, "      client_secret_env: IDP_CLIENT_SECRET\n      refresh_token_env: IDP_REFRESH_TOKEN\n"))
+	// Trusted: the registry, not the strict sandbox's closed state_dir,
+	// must keep the token cache from the script.
+	writeFile(t, filepath.Join(dir, "mailbot.yaml"), "sandbox: trusted\n"+idpConfig(idp, "      client_secret_env: IDP_CLIENT_SECRET\n      refresh_token_env: IDP_REFRESH_TOKEN\n"))
+	writeFile(t, filepath.Join(dir, "state", "oauth", "idp.json"), `{"refresh_token": "rt-must-not-leak-3"}`)
 	writeFile(t, filepath.Join(dir, "scripts", "peek.lua"), `
 local env, fs = require("env"), require("fs")
 local out = ""
@@ -380,6 +383,8 @@ for _, name in ipairs({"IDP_CLIENT_SECRET", "IDP_REFRESH_TOKEN"}) do
   local ok, err = pcall(env.get, name)
   out = out .. name .. ": " .. (ok and "READ " .. tostring(err) or tostring(err)) .. "\n"
 end
+local ok, err = pcall(fs.read, "../state/oauth/idp.json")
+out = out .. "cache: " .. (ok and "READ " .. tostring(err) or tostring(err)) .. "\n"
 fs.write("../state/files/peek.txt", out)
 `)
 	r := mailbot(t, dir, []string{"IDP_CLIENT_SECRET=cs-must-not-leak-1", "IDP_REFRESH_TOKEN=rt-must-not-leak-2"}, "exec", "-c", "mailbot.yaml", "scripts/peek.lua")
@@ -391,7 +396,8 @@ fs.write("../state/files/peek.txt", out)
 		t.Fatal(err)
 	}
 	for _, w := range []string{"IDP_CLIENT_SECRET: scripts/peek.lua:5: IDP_CLIENT_SECRET holds a secret of account idp; use c:login()",
-		"IDP_REFRESH_TOKEN: scripts/peek.lua:5: IDP_REFRESH_TOKEN holds a secret of account idp; use c:login()"} {
+		"IDP_REFRESH_TOKEN: scripts/peek.lua:5: IDP_REFRESH_TOKEN holds a secret of account idp; use c:login()",
+		"cache: scripts/peek.lua:8: fs.read: file ../state/oauth/idp.json holds a secret of account idp; use c:login()"} {
 		if !strings.Contains(string(b), w) {
 			t.Errorf("report lacks %q:\n%s", w, b)
 		}
