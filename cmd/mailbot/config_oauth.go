@@ -76,6 +76,9 @@ func (c *Config) validateOAuth2(name string, a *AccountConfig) []Problem {
 		}
 		probs = append(probs, c.problem("an account with oauth2 logs in with a token, not a password: remove "+key+" or the oauth2 section", "accounts", name, key))
 	}
+	if strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
+		add("an account with oauth2 needs a name that can name its token cache file (no / or \\)")
+	}
 	if o.ClientSecret != nil {
 		add("inline client secrets are not allowed; use client_secret_env (an environment variable) or client_secret_file (a file readable only by mailbot)", "client_secret")
 	}

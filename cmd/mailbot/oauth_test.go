@@ -61,6 +61,8 @@ func TestOAuth2ConfigValidation(t *testing.T) {
 			want: []string{"m.yaml:11: accounts.m365.oauth2.scope: unknown key (known keys: provider, tenant, client_id, client_secret_env, client_secret_file, grant, scopes, mechanism, refresh_token_env"}},
 		{name: "two secret sources", extra: "client_secret_env: A\nclient_secret_file: b\n",
 			want: []string{"accounts.m365.oauth2.client_secret_file: set only one of client_secret_env and client_secret_file"}},
+		{name: "account name with a slash", repl: [2]string{"  m365:", "  a/b:"},
+			want: []string{"m.yaml:8: accounts.a/b.oauth2: an account with oauth2 needs a name that can name its token cache file"}},
 		{name: "scope with a space", extra: "scopes: [\"a b\"]\n",
 			want: []string{"accounts.m365.oauth2.scopes.0: a scope must be non-empty and contain no space"}},
 	}
