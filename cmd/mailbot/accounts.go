@@ -128,6 +128,15 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 			Concurrency:       a.Concurrency,
 			RatePerSecond:     a.RateLimit,
 		}
+		if a.OAuth2 != nil {
+			// One source per account; sources of the same account share
+			// the cache file's lock process-wide (see package oauth).
+			src, err := cfg.oauthSource(name, getenv)
+			if err != nil {
+				return nil, fmt.Errorf("accounts.%s.oauth2: %w", name, err)
+			}
+			acc.OAuth2, acc.OAuth2Mechanism = src, a.OAuth2.mechanism()
+		}
 		if a.TLSFingerprint != "" {
 			pin, err := smtp.ParseFingerprint(a.TLSFingerprint)
 			if err != nil {
@@ -141,15 +150,6 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 				return nil, fmt.Errorf("accounts.%s.ca_file: %w", name, err)
 			}
 			acc.RootCAs = pool
-		}
-		if a.OAuth2 != nil {
-			// One source per account; sources of the same account share
-			// the cache file's lock process-wide (see package oauth).
-			src, err := cfg.oauthSource(name, getenv)
-			if err != nil {
-				return nil, fmt.Errorf("accounts.%s.oauth2: %w", name, err)
-			}
-			acc.OAuth2, acc.OAuth2Mechanism = src, a.OAuth2.mechanism()
 		}
 		if a.Host == DevServerHost {
 			if err := pointAtDev(&acc, cfg, dev); err != nil {
@@ -184,7 +184,7 @@ func pointAtDev(acc *luabind.Account, cfg *Config, dev *embeddedDev) error {
 	if acc.TLS == "" {
 		acc.TLS = smtp.TLSStartTLS.String()
 	}
-	if acc.Username != "" && acc.Password == nil && acc.OAuth2 == nil {
+	if acc.Username != "" && acc.Password == nil {
 		pw, ok := cfg.DevServer.Users[acc.Username]
 		if !ok {
 			pw = devPlaceholderPassword
