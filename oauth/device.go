@@ -88,7 +88,7 @@ func (s *Source) DeviceLogin(ctx context.Context, out io.Writer) error {
 			interval += 5 * time.Second // RFC 8628 section 3.5
 		case "expired_token":
 			return expired()
-		case "access_denied":
+		case "access_denied", "authorization_declined": // the latter is Microsoft's
 			return &Error{Account: acct, Kind: KindAccessDenied, Code: code,
 				Msg: fmt.Sprintf("oauth account %s: access_denied: the sign-in was declined", acct)}
 		default:

@@ -46,6 +46,8 @@ func TestDeviceLogin(t *testing.T) {
 			[]time.Duration{2 * time.Second, 2 * time.Second, 7 * time.Second, 7 * time.Second}, nil},
 		{"declined", []string{"authorization_pending", "access_denied"}, []time.Duration{2 * time.Second, 2 * time.Second}, ErrAccessDenied},
 		{"expired", []string{"expired_token"}, []time.Duration{2 * time.Second}, ErrDeviceExpired},
+		{"declined at Microsoft", []string{"authorization_declined"}, []time.Duration{2 * time.Second}, ErrAccessDenied},
+		{"code refused", []string{"invalid_grant"}, []time.Duration{2 * time.Second}, ErrInvalidGrant},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			idp := oauthtest.NewServer()
@@ -156,5 +158,25 @@ func TestDeviceLoginGoogleScopeRefused(t *testing.T) {
 	if !errors.Is(err, ErrConsent) || !strings.Contains(err.Error(), "Google's device flow does not allow scope https://mail.google.com/") ||
 		!strings.Contains(err.Error(), "refresh_token_file") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The code's lifetime (expires_in) ends the polling by the clock, even
+// while the server still answers authorization_pending.
+func TestDeviceLoginCodeLifetime(t *testing.T) {
+	idp := oauthtest.NewServer()
+	defer idp.Close()
+	idp.DeviceSteps = []string{"authorization_pending", "authorization_pending", "authorization_pending"}
+	clock := newClock()
+	cfg := testConfig(idp, t.TempDir(), clock)
+	polls := 0
+	cfg.Wait = func(ctx context.Context, d time.Duration) error {
+		polls++
+		clock.Advance(400 * time.Second) // the test IdP's codes live 900 s
+		return nil
+	}
+	err := mustNew(t, cfg).DeviceLogin(context.Background(), &bytes.Buffer{})
+	if !errors.Is(err, ErrDeviceExpired) || polls != 3 {
+		t.Fatalf("err = %v after %d polls, want expired after 3", err, polls)
 	}
 }

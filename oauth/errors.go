@@ -127,6 +127,9 @@ func (s *Source) codeError(code, desc string, status int, step string, secrets .
 	case isConsent(code, desc):
 		e.Kind = KindConsent
 		e.Msg = fmt.Sprintf("oauth account %s: consent missing for scope %s: grant it to client %s (Microsoft: admin consent in Entra ID > Enterprise applications; Google: the OAuth consent screen), then %s", acct, scopes, s.cfg.ClientID, loginHint(acct))
+	case code == "invalid_grant" && step == "device token poll":
+		e.Kind = KindInvalidGrant
+		e.Msg = fmt.Sprintf("oauth account %s: invalid_grant: the sign-in code was refused (expired or already used); %s again", acct, loginHint(acct))
 	case code == "invalid_grant":
 		e.Kind = KindInvalidGrant
 		if s.cfg.Grant == GrantClientCredentials {
