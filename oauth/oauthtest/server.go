@@ -70,8 +70,10 @@ func newServer() *Server {
 		requests: map[string]int{}, deviceCodes: map[string]int{}}
 }
 
-// TokenURL and DeviceURL are the endpoints.
-func (s *Server) TokenURL() string  { return s.URL + TokenPath }
+// TokenURL is the token endpoint.
+func (s *Server) TokenURL() string { return s.URL + TokenPath }
+
+// DeviceURL is the device authorization endpoint.
 func (s *Server) DeviceURL() string { return s.URL + DevicePath }
 
 // IssueRefreshToken makes a valid refresh token, as a past login would.
