@@ -47,6 +47,10 @@ type entry struct {
 	// Guarded by lock:
 	tok  *cached
 	info os.FileInfo // of the file when tok was read or written
+	// dirty: tok is newer than the file, whose write failed. tok is kept
+	// (it may hold the only valid, rotated refresh token) and written
+	// again with the next store.
+	dirty bool
 }
 
 func (e *entry) acquire(ctx context.Context) error {
@@ -63,6 +67,9 @@ func (e *entry) release() { <-e.lock }
 // load returns the cached token, re-reading the file when another process
 // (or a login) changed it since it was last seen. Called with lock held.
 func (e *entry) load() (*cached, error) {
+	if e.dirty {
+		return e.tok, nil
+	}
 	if e.tok != nil {
 		fi, err := os.Stat(e.path)
 		if err == nil && e.info != nil && os.SameFile(fi, e.info) && fi.ModTime().Equal(e.info.ModTime()) && fi.Size() == e.info.Size() {
@@ -80,13 +87,17 @@ func (e *entry) load() (*cached, error) {
 	return c, nil
 }
 
+// writeCacheFile is writeCache; tests replace it to make writes fail.
+var writeCacheFile = writeCache
+
 // store writes c to the file and keeps it. Called with lock held.
 func (e *entry) store(c *cached) error {
-	fi, err := writeCache(e.path, c)
+	fi, err := writeCacheFile(e.path, c)
 	if err != nil {
+		e.tok, e.dirty = c, true
 		return err
 	}
-	e.tok, e.info = c, fi
+	e.tok, e.info, e.dirty = c, fi, false
 	return nil
 }
 

@@ -617,3 +617,45 @@ func TestTwoProcessesOneRefresh(t *testing.T) {
 		t.Fatalf("%d refreshes, want 1", n)
 	}
 }
+
+// When the cache cannot be written, the rotated refresh token is kept in
+// memory: the failure is reported once, later calls use the new tokens,
+// and the next write stores them.
+func TestCacheWriteFailureKeepsRotatedToken(t *testing.T) {
+	idp := oauthtest.NewServer()
+	defer idp.Close()
+	idp.Rotate = true
+	clock := newClock()
+	cfg := testConfig(idp, t.TempDir(), clock)
+	cfg.RefreshTokenSeed = seed(idp.IssueRefreshToken())
+	s := mustNew(t, cfg)
+	ctx := context.Background()
+	if _, err := s.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Make writes fail, as on a full disk.
+	clock.Advance(2 * time.Hour)
+	writeCacheFile = func(string, *cached) (os.FileInfo, error) { return nil, errors.New("write token cache: no space left on device") }
+	defer func() { writeCacheFile = writeCache }()
+	_, err := s.Token(ctx)
+	if err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("err = %v", err)
+	}
+	tok, err := s.Token(ctx)
+	if err != nil || !idp.ValidAccess(tok) {
+		t.Fatalf("after a failed write: %v", err)
+	}
+	writeCacheFile = writeCache
+	// The next refresh uses the rotated refresh token kept in memory.
+	clock.Advance(2 * time.Hour)
+	if _, err := s.Token(ctx); err != nil {
+		t.Fatalf("refresh with the kept token: %v", err)
+	}
+	if n := idp.Requests("refresh_token"); n != 3 {
+		t.Fatalf("refreshes = %d, want 3", n)
+	}
+	onDisk, _, err := readCache(s.CachePath())
+	if err != nil || !idp.ValidRefresh(onDisk.RefreshToken) {
+		t.Fatalf("the cache does not hold the valid refresh token: %v", err)
+	}
+}
