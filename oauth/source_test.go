@@ -635,7 +635,9 @@ func TestCacheWriteFailureKeepsRotatedToken(t *testing.T) {
 	}
 	// Make writes fail, as on a full disk.
 	clock.Advance(2 * time.Hour)
-	writeCacheFile = func(string, *cached) (os.FileInfo, error) { return nil, errors.New("write token cache: no space left on device") }
+	writeCacheFile = func(string, *cached) (os.FileInfo, error) {
+		return nil, errors.New("write token cache: no space left on device")
+	}
 	defer func() { writeCacheFile = writeCache }()
 	_, err := s.Token(ctx)
 	if err == nil || !strings.Contains(err.Error(), "no space left") {
