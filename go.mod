@@ -9,6 +9,7 @@ require (
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/xdg-go/stringprep v1.0.4
 	github.com/yuin/gopher-lua v1.1.2
+	golang.org/x/oauth2 v0.38.0
 	golang.org/x/sys v0.28.0
 	gopkg.in/yaml.v3 v3.0.1
 )

@@ -106,7 +106,9 @@ func writeCertPEM(path string, cert *x509.Certificate) error {
 
 // luaAccounts converts the configured accounts for luabind. Password
 // functions read the secret only when a script logs in, so an unset
-// variable fails that account's logins and nothing else. dev may be nil
+// variable fails that account's logins and nothing else. Accounts with an
+// oauth2 section get an OAuth2 token source instead of a password, with
+// its cache under state_dir/oauth. dev may be nil
 // when no dev server runs (dry runs redirect every connection anyway).
 func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, bool)) (map[string]luabind.Account, error) {
 	out := make(map[string]luabind.Account, len(cfg.Accounts))
@@ -127,6 +129,15 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 			RatePerSecond:     a.RateLimit,
 		}
 		acc.Fallback = a.Fallback
+		if a.OAuth2 != nil {
+			// One source per account; sources of the same account share
+			// the cache file's lock process-wide (see package oauth).
+			src, err := cfg.oauthSource(name, getenv)
+			if err != nil {
+				return nil, fmt.Errorf("accounts.%s.oauth2: %w", name, err)
+			}
+			acc.OAuth2, acc.OAuth2Mechanism = src, a.OAuth2.mechanism()
+		}
 		if a.TLSFingerprint != "" {
 			pin, err := smtp.ParseFingerprint(a.TLSFingerprint)
 			if err != nil {

@@ -109,6 +109,9 @@ type AccountConfig struct {
 	// messages through, in order, when this one cannot open a session
 	// (see outbox.Account.Fallback). Their own fallbacks are not followed.
 	Fallback []string `yaml:"fallback"`
+	// OAuth2, when present, makes the account log in with OAuth2 access
+	// tokens that mailbot obtains and refreshes (see config_oauth.go).
+	OAuth2 *OAuth2Config `yaml:"oauth2"`
 }
 
 // DevServerConfig configures the embedded development mail server.
@@ -312,7 +315,8 @@ func knownKeys(typeName string) []string {
 	var keys []string
 	for i := range t.NumField() {
 		tag := t.Field(i).Tag.Get("yaml")
-		if tag == "" || tag == "-" || tag == "password" {
+		// Fields of type any exist only to reject inline secrets.
+		if tag == "" || tag == "-" || t.Field(i).Type.Kind() == reflect.Interface {
 			continue
 		}
 		keys = append(keys, strings.Split(tag, ",")[0])
@@ -549,6 +553,7 @@ func (c *Config) validateAccount(name string, a *AccountConfig) []Problem {
 	}
 	probs = append(probs, c.validateDKIM(name, a)...)
 	probs = append(probs, c.validateFallback(name, a)...)
+	probs = append(probs, c.validateOAuth2(name, a)...)
 	return probs
 }
 
@@ -569,6 +574,8 @@ func (c *Config) CheckSecrets(getenv func(string) (string, bool)) []Problem {
 			continue
 		}
 		switch {
+		case a.OAuth2 != nil:
+			probs = append(probs, c.checkOAuth2Secrets(name, a.OAuth2, getenv)...)
 		case a.PasswordEnv != "":
 			if v, ok := getenv(a.PasswordEnv); !ok || v == "" {
 				probs = append(probs, c.problem(fmt.Sprintf("environment variable %s is not set", a.PasswordEnv), "accounts", name, "password_env"))

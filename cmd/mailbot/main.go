@@ -83,6 +83,7 @@ func commands() []command {
 		{"send", "send one message, like swaks", (*Main).cmdSend},
 		{"probe", "show what an SMTP server offers (EHLO, STARTTLS, AUTH, certificates)", (*Main).cmdProbe},
 		{"dev-server", "run a local SMTP server with STARTTLS and AUTH that stores mail in a Maildir", (*Main).cmdDevServer},
+		{"oauth", "sign in OAuth2 accounts (device flow) and show their token status", (*Main).cmdOAuth},
 		{"queue", "inspect and manage the outbox: list, show, retry, delete, dead, requeue", (*Main).cmdQueue},
 		{"dkim-record", "print the DNS TXT record for an account's DKIM key", (*Main).cmdDKIMRecord},
 		{"version", "print mailbot's version", (*Main).cmdVersion},

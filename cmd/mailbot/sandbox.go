@@ -115,6 +115,7 @@ func (c *Config) Secrets() *luabind.Secrets {
 			reg.AddFile(k.Value, owner, hint)
 		}
 	}
+	c.addOAuthSecrets(reg)
 	return reg
 }
 
