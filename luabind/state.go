@@ -92,6 +92,11 @@ type Options struct {
 	RegistrySize int
 	// RegistryMaxSize bounds value-stack growth; default DefaultRegistryMaxSize.
 	RegistryMaxSize int
+	// MemoryLimit bounds, in bytes, the Lua values of a state during a run
+	// started with StartRun, and the result of a single built-in call
+	// (string.rep, table.concat, string.format, string.gsub, json.encode).
+	// 0 means DefaultMemoryLimit; a negative value disables the limit.
+	MemoryLimit int64
 }
 
 // withDefaults fills every zero field that has a default.
@@ -158,6 +163,7 @@ func NewState(opts Options) *lua.LState {
 	L.SetField(L.Get(lua.RegistryIndex), registryKey, ud)
 
 	openLibs(L, &o)
+	installLimits(L, &o)
 
 	L.PreloadModule("json", openJSON)
 	L.PreloadModule("csv", openCSV(&o))
