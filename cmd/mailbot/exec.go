@@ -101,9 +101,10 @@ func (m *Main) cmdExec(ctx context.Context, args []string) int {
 	}
 	runCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	L.SetContext(runCtx)
+	_, stopRun := luabind.StartRun(runCtx, L)
 	runErr := luabind.DoProto(L, proto)
 	luabind.CloseResources(L)
+	stopRun()
 	deliverStatus := exitOK
 	if runErr == nil && env.outbox != nil {
 		deliverStatus = m.deliverQueued(ctx, env, *deliver, logger)
@@ -278,6 +279,7 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 	}
 	if cfg != nil {
 		opts.ScriptsDir = cfg.Resolve(cfg.ScriptsDir)
+		opts.MemoryLimit = cfg.memoryLimit()
 		if cfg.Sandbox == "trusted" {
 			opts.Sandbox = luabind.SandboxTrusted
 		}
