@@ -94,7 +94,8 @@ type Options struct {
 	RegistryMaxSize int
 	// MemoryLimit bounds, in bytes, the Lua values of a state during a run
 	// started with StartRun, and the result of a single built-in call
-	// (string.rep, table.concat, string.format, string.gsub, json.encode).
+	// (string.rep, table.concat, string.format, string.gsub, json.encode,
+	// template.render).
 	// 0 means DefaultMemoryLimit; a negative value disables the limit.
 	MemoryLimit int64
 }
