@@ -30,7 +30,7 @@ const (
 type sizer struct {
 	limit  int64 // stop once total exceeds it (0: walk everything)
 	total  int64
-	seen   map[lua.LValue]struct{}
+	seen   map[unsafe.Pointer]struct{}
 	strs   map[*byte]struct{}
 	protos map[*lua.FunctionProto]struct{}
 	todo   []lua.LValue
@@ -43,7 +43,7 @@ type sizer struct {
 // exceeds limit; the walk stops there, so size is then a lower bound. It
 // must run on the goroutine that runs L, between instructions.
 func stateSize(L *lua.LState, limit int64) (size int64, over bool) {
-	s := &sizer{limit: limit, seen: map[lua.LValue]struct{}{}, strs: map[*byte]struct{}{},
+	s := &sizer{limit: limit, seen: map[unsafe.Pointer]struct{}{}, strs: map[*byte]struct{}{},
 		protos: map[*lua.FunctionProto]struct{}{}}
 	g := L.G
 	s.push(g.Registry)
@@ -71,18 +71,29 @@ func (s *sizer) push(v lua.LValue) {
 		s.total += sizeNumber
 	case lua.LString:
 		s.str(string(x))
-	case *lua.LTable, *lua.LFunction, *lua.LUserData, *lua.LState:
-		if x == nil {
-			return
-		}
-		if _, ok := s.seen[v]; ok {
-			return
-		}
-		s.seen[v] = struct{}{}
-		s.todo = append(s.todo, v)
+	case *lua.LTable:
+		s.ref(unsafe.Pointer(x), v)
+	case *lua.LFunction:
+		s.ref(unsafe.Pointer(x), v)
+	case *lua.LUserData:
+		s.ref(unsafe.Pointer(x), v)
+	case *lua.LState:
+		s.ref(unsafe.Pointer(x), v)
 	default: // channels (trusted sandbox only)
 		s.total += sizeUserData
 	}
+}
+
+// ref queues a reference value the first time it is seen.
+func (s *sizer) ref(p unsafe.Pointer, v lua.LValue) {
+	if p == nil {
+		return
+	}
+	if _, ok := s.seen[p]; ok {
+		return
+	}
+	s.seen[p] = struct{}{}
+	s.todo = append(s.todo, v)
 }
 
 // str counts a string's bytes, once per backing array for large strings.
