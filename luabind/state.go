@@ -144,8 +144,8 @@ const registryKey = "mailbot.luabind.options"
 // toolbox modules (json, csv, template, log, fs, time, env) plus
 // opts.Modules preloaded for require().
 //
-// The caller owns the state: call L.SetContext(ctx) before each run so that
-// cancellation stops the script, use it from one goroutine at a time, and
+// The caller owns the state: start each run with StartRun(ctx, L) so that
+// cancellation and the memory limit stop the script, use it from one goroutine at a time, and
 // L.Close() it when done.
 func NewState(opts Options) *lua.LState {
 	o := opts.withDefaults()
