@@ -39,6 +39,61 @@ func installLimits(L *lua.LState, o *Options) {
 	if co, ok := L.GetGlobal(lua.CoroutineLibName).(*lua.LTable); ok {
 		wrapCoroutines(L, co)
 	}
+	capLoaders(L, limit)
+}
+
+// compileFactor is how many bytes compiling takes per byte of source, at
+// its peak (gopher-lua builds a full syntax tree first): about 90 for
+// code made of many short statements.
+const compileFactor = 128
+
+// capLoaders makes loadstring and load refuse a source whose compilation
+// would take more memory than the limit: a single Go call, where the
+// watchdog cannot stop it.
+func capLoaders(L *lua.LState, limit int64) {
+	loadstring, ok := L.GetGlobal("loadstring").(*lua.LFunction)
+	if !ok || !loadstring.IsG || limit <= 0 {
+		return
+	}
+	orig := loadstring.GFunction
+	L.SetGlobal("loadstring", L.NewFunction(func(L *lua.LState) int {
+		refuse(L, limit, "loadstring", float64(len(L.CheckString(1)))*compileFactor)
+		return orig(L)
+	}))
+	if _, ok := L.GetGlobal("load").(*lua.LFunction); !ok {
+		return
+	}
+	// load(f [, name]): gopher-lua's reading of the pieces, then the
+	// size check, then the compilation loadstring does.
+	L.SetGlobal("load", L.NewFunction(func(L *lua.LState) int {
+		fn := L.CheckFunction(1)
+		name := L.OptString(2, "?")
+		var b strings.Builder
+		for {
+			L.Push(fn)
+			L.Call(0, 1)
+			ret := L.Get(-1)
+			L.Pop(1)
+			if ret == lua.LNil {
+				break
+			}
+			if !lua.LVCanConvToString(ret) {
+				L.Push(lua.LNil)
+				L.Push(lua.LString("reader function must return a string"))
+				return 2
+			}
+			piece := lua.LVAsString(ret)
+			if piece == "" {
+				break
+			}
+			refuse(L, limit, "load", float64(b.Len()+len(piece))*compileFactor)
+			b.WriteString(piece)
+		}
+		L.SetTop(0)
+		L.Push(lua.LString(b.String()))
+		L.Push(lua.LString(name))
+		return orig(L)
+	}))
 }
 
 // chunkedBuilder builds a string of a known or unknown final size, checking

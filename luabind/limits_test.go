@@ -140,6 +140,10 @@ return require("template").render("{{.}}", t)`},
 		{"template.render output", "template.render", `
 local t = {} for i = 1, 1000 do t[i] = i end
 return require("template").render("{{range .}}{{range $}}{{range $}}xxxxxxxxxxxxxxxx{{end}}{{end}}{{end}}", t)`},
+		{"loadstring", "loadstring", `return loadstring(string.rep("x = 1 ", 100000))`},
+		{"load", "load", `
+local piece, n = string.rep("x = 1 ", 1000), 0
+return load(function() n = n + 1 if n <= 100 then return piece end end)`},
 		{"string.gsub function", "string.gsub", `
 local big = string.rep("y", 1024 * 1024)
 return (string.gsub(string.rep("x", 100), "x", function() return big end))`},
@@ -190,6 +194,10 @@ func TestCappedBuiltinsKeepTheirResults(t *testing.T) {
 		{`return (string.gsub("abc", "x", "y"))`, "abc"},
 		{`return (string.gsub("aaa", "a", "b", 0))`, "aaa"},
 		{`return (string.gsub(string.rep("ab", 5000), "a", "c"))`, strings.Repeat("cb", 5000)},
+		{`return loadstring("return 1 + 1", "=two")()`, "2"},
+		{`local n = 0 return load(function() n = n + 1 if n == 1 then return "return " elseif n == 2 then return "'loaded'" end end)()`, "loaded"},
+		{`return select(2, load(function() return {} end))`, "reader function must return a string"},
+		{`return tostring(select(2, loadstring("x = = 1", "=bad")):find("syntax error", 1, true) ~= nil)`, "true"},
 	}
 	for _, tt := range tests {
 		out, err := evalLua(L, tt.src)
