@@ -413,6 +413,9 @@ func writeJSONString(b *bytes.Buffer, s string) {
 // jsonDecode: json.decode(s) -> value
 func jsonDecode(L *lua.LState, null *lua.LUserData, arrayMT, objectMT *lua.LTable) int {
 	s := L.CheckString(1)
+	if limit := memoryLimit(stateOptions(L)); limit > 0 {
+		refuse(L, limit, "json.decode", decodedSize(s))
+	}
 	dec := json.NewDecoder(strings.NewReader(s))
 	dec.UseNumber()
 	var v any
@@ -430,6 +433,32 @@ func jsonDecode(L *lua.LState, null *lua.LUserData, arrayMT, objectMT *lua.LTabl
 	}
 	L.Push(lv)
 	return 1
+}
+
+// decodedSize estimates the memory json.decode takes for s: the Go values
+// decoded first and the Lua values made from them, about 64 bytes per
+// element besides the text.
+func decodedSize(s string) float64 {
+	n, inString := 1, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case ',', '[', '{':
+			n++
+		}
+	}
+	return float64(len(s)) + 64*float64(n)
 }
 
 // describeJSONError adds line and column to encoding/json syntax errors,

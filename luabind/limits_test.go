@@ -140,6 +140,9 @@ return require("template").render("{{.}}", t)`},
 		{"template.render output", "template.render", `
 local t = {} for i = 1, 1000 do t[i] = i end
 return require("template").render("{{range .}}{{range $}}{{range $}}xxxxxxxxxxxxxxxx{{end}}{{end}}{{end}}", t)`},
+		{"json.decode", "json.decode", `return require("json").decode("[" .. string.rep("1,", 1000000) .. "1]")`},
+		{"csv.parse", "csv.parse", `return require("csv").parse(string.rep("a,b,c\n", 200000))`},
+		{"csv.parse with header", "csv.parse", `return require("csv").parse("x,y\n" .. string.rep("1,2\n", 200000), { header = true })`},
 		{"loadstring", "loadstring", `return loadstring(string.rep("x = 1 ", 100000))`},
 		{"load", "load", `
 local piece, n = string.rep("x = 1 ", 1000), 0
@@ -195,6 +198,8 @@ func TestCappedBuiltinsKeepTheirResults(t *testing.T) {
 		{`return (string.gsub("aaa", "a", "b", 0))`, "aaa"},
 		{`return (string.gsub(string.rep("ab", 5000), "a", "c"))`, strings.Repeat("cb", 5000)},
 		{`return loadstring("return 1 + 1", "=two")()`, "2"},
+		{`return #require("json").decode("[" .. string.rep("1,", 10000) .. "1]")`, "10001"},
+		{`return #require("csv").parse(string.rep("a,b,c\n", 10000))`, "10000"},
 		{`local n = 0 return load(function() n = n + 1 if n == 1 then return "return " elseif n == 2 then return "'loaded'" end end)()`, "loaded"},
 		{`return select(2, load(function() return {} end))`, "reader function must return a string"},
 		{`return tostring(select(2, loadstring("x = = 1", "=bad")):find("syntax error", 1, true) ~= nil)`, "true"},
@@ -231,6 +236,7 @@ return expire(table.concat, t)`, -1},
 		{"template.render", `
 local t = {} for i = 1, 1000 do t[i] = i end
 return expire(require("template").render, "{{range .}}{{range $}}{{range $}}x{{end}}{{end}}{{end}}", t)`, -1},
+		{"csv.parse", `return expire(require("csv").parse, string.rep("a,b\n", 100000))`, -1},
 		{"json.encode", `
 local t = { string.rep("x", 1000) }
 for i = 1, 30 do t = { t, t } end

@@ -94,8 +94,8 @@ type Options struct {
 	RegistryMaxSize int
 	// MemoryLimit bounds, in bytes, the Lua values of a state during a run
 	// started with StartRun, and the result of a single built-in call
-	// (string.rep, table.concat, string.format, string.gsub, json.encode,
-	// template.render).
+	// (string.rep, table.concat, string.format, string.gsub, loadstring,
+	// json.encode/decode, csv.parse/read, template.render).
 	// 0 means DefaultMemoryLimit; a negative value disables the limit.
 	MemoryLimit int64
 }
