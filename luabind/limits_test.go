@@ -80,6 +80,11 @@ local keep = {}
 while true do
   pcall(function() for i = 1, 1e9 do keep[#keep + 1] = i end end)
 end`},
+		{"xpcall with a handler", `
+local t = {}
+while true do
+  xpcall(function() for i = 1, 1e9 do t[#t + 1] = i end end, function(e) return e end)
+end`},
 		{"many closures", `local fs = {} for i = 1, 1e9 do local x = i fs[i] = function() return x end end`},
 	}
 	for _, tt := range tests {
