@@ -7,7 +7,8 @@ import (
 	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/pm"
+
+	"github.com/mailbot/mailbot/luabind/internal/luapattern"
 )
 
 // Built-ins that can build a large result in one Go call, where the
@@ -29,6 +30,11 @@ func installLimits(L *lua.LState, o *Options) {
 	if str, ok := L.GetGlobal(lua.StringLibName).(*lua.LTable); ok {
 		str.RawSetString("rep", L.NewFunction(strRep(limit)))
 		str.RawSetString("gsub", L.NewFunction(strGsub(limit)))
+		str.RawSetString("find", L.NewFunction(strFind))
+		str.RawSetString("match", L.NewFunction(strMatch))
+		gmatch := L.NewFunction(strGmatch)
+		str.RawSetString("gmatch", gmatch)
+		str.RawSetString("gfind", gmatch)
 		if orig, ok := str.RawGetString("format").(*lua.LFunction); ok && orig.IsG {
 			str.RawSetString("format", L.NewFunction(strFormat(limit, orig.GFunction)))
 		}
@@ -303,7 +309,7 @@ func strGsub(limit int64) lua.LGFunction {
 			if maxN >= 0 {
 				want = min(want, maxN-count)
 			}
-			mds, err := pm.Find(pat, src, offset, want)
+			mds, err := luapattern.Find(pat, src, offset, want, func() { checkRun(L) })
 			if err != nil {
 				L.RaiseError("%s", err.Error())
 			}
@@ -339,7 +345,7 @@ func strGsub(limit int64) lua.LGFunction {
 // gsubReplacement returns the replacement of one match, with gopher-lua's
 // semantics; ok is false when a table or function gave false or nil (the
 // match is kept).
-func gsubReplacement(L *lua.LState, str string, repl lua.LValue, md *pm.MatchData) (string, bool) {
+func gsubReplacement(L *lua.LState, str string, repl lua.LValue, md *luapattern.MatchData) (string, bool) {
 	switch r := repl.(type) {
 	case lua.LString:
 		return expandReplacement(L, str, string(r), md), true
@@ -386,7 +392,7 @@ func gsubReplacement(L *lua.LState, str string, repl lua.LValue, md *pm.MatchDat
 }
 
 // expandReplacement expands %0-%9 and %% in a gsub replacement string.
-func expandReplacement(L *lua.LState, str, repl string, md *pm.MatchData) string {
+func expandReplacement(L *lua.LState, str, repl string, md *luapattern.MatchData) string {
 	if strings.IndexByte(repl, '%') < 0 {
 		return repl
 	}
@@ -413,7 +419,7 @@ func expandReplacement(L *lua.LState, str, repl string, md *pm.MatchData) string
 
 // captured returns capture idx (a capture-array index: 2*n) of a match;
 // %1 without captures is the whole match.
-func captured(L *lua.LState, md *pm.MatchData, str string, idx int) string {
+func captured(L *lua.LState, md *luapattern.MatchData, str string, idx int) string {
 	if idx > 2 && idx >= md.CaptureLength() {
 		L.RaiseError("invalid capture index")
 	}
@@ -470,4 +476,129 @@ func adoptContext(L, th *lua.LState) {
 	if ctx := L.Context(); ctx != nil && th.Context() != ctx {
 		th.SetContext(ctx)
 	}
+}
+
+// The pattern functions below are gopher-lua's, on luapattern, whose
+// matcher checks the run's context while it backtracks.
+
+// findOne returns the first match of pat in str from offset, or nil.
+func findOne(L *lua.LState, pat, str string, offset int) *luapattern.MatchData {
+	src := unsafe.Slice(unsafe.StringData(str), len(str))
+	mds, err := luapattern.Find(pat, src, offset, 1, func() { checkRun(L) })
+	if err != nil {
+		L.RaiseError("%s", err.Error())
+	}
+	if len(mds) == 0 {
+		return nil
+	}
+	return mds[0]
+}
+
+// pushCaptures pushes the captures of md (from capture index first).
+func pushCaptures(L *lua.LState, str string, md *luapattern.MatchData, first int) {
+	for i := first; i < md.CaptureLength(); i += 2 {
+		if md.IsPosCapture(i) {
+			L.Push(lua.LNumber(md.Capture(i)))
+		} else {
+			L.Push(lua.LString(str[md.Capture(i):md.Capture(i+1)]))
+		}
+	}
+}
+
+// stringIndex converts a Lua string index to a Go one, as gopher-lua does.
+func stringIndex(str string, i int, start bool) int {
+	if start && i != 0 {
+		i--
+	}
+	l := len(str)
+	if i < 0 {
+		i = l + i + 1
+	}
+	i = max(0, i)
+	if !start && i > l {
+		i = l
+	}
+	return i
+}
+
+// strFind: string.find(s, pattern [, init [, plain]])
+func strFind(L *lua.LState) int {
+	str := L.CheckString(1)
+	pattern := L.CheckString(2)
+	if len(pattern) == 0 {
+		L.Push(lua.LNumber(1))
+		L.Push(lua.LNumber(0))
+		return 2
+	}
+	init := stringIndex(str, L.OptInt(3, 1), true)
+	if L.GetTop() == 4 && lua.LVAsBool(L.Get(4)) {
+		pos := strings.Index(str[min(init, len(str)):], pattern)
+		if pos < 0 {
+			L.Push(lua.LNil)
+			return 1
+		}
+		L.Push(lua.LNumber(init+pos) + 1)
+		L.Push(lua.LNumber(init + pos + len(pattern)))
+		return 2
+	}
+	md := findOne(L, pattern, str, init)
+	if md == nil {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(lua.LNumber(md.Capture(0) + 1))
+	L.Push(lua.LNumber(md.Capture(1)))
+	pushCaptures(L, str, md, 2)
+	return md.CaptureLength()/2 + 1
+}
+
+// strMatch: string.match(s, pattern [, init])
+func strMatch(L *lua.LState) int {
+	str := L.CheckString(1)
+	pattern := L.CheckString(2)
+	offset := L.OptInt(3, 1)
+	if offset < 0 {
+		offset = len(str) + offset + 1
+	}
+	offset = max(offset-1, 0)
+	md := findOne(L, pattern, str, offset)
+	if md == nil {
+		L.Push(lua.LNil)
+		return 1
+	}
+	if md.CaptureLength() == 2 {
+		L.Push(lua.LString(str[md.Capture(0):md.Capture(1)]))
+		return 1
+	}
+	pushCaptures(L, str, md, 2)
+	return md.CaptureLength()/2 - 1
+}
+
+// strGmatch: string.gmatch(s, pattern) returns an iterator that finds the
+// next match at each call (gopher-lua's finds them all first).
+func strGmatch(L *lua.LState) int {
+	str := L.CheckString(1)
+	pattern := L.CheckString(2)
+	anchored := strings.HasPrefix(pattern, "^")
+	offset, done := 0, false
+	L.Push(L.NewFunction(func(L *lua.LState) int {
+		if done || offset > len(str) {
+			return 0
+		}
+		md := findOne(L, pattern, str, offset)
+		if md == nil || anchored {
+			done = true
+		}
+		if md == nil {
+			return 0
+		}
+		offset = max(md.Capture(0)+1, md.Capture(1))
+		if md.CaptureLength() == 2 {
+			L.Push(lua.LString(str[md.Capture(0):md.Capture(1)]))
+			return 1
+		}
+		pushCaptures(L, str, md, 2)
+		return md.CaptureLength()/2 - 1
+	}))
+	return 1
 }

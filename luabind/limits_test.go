@@ -372,3 +372,75 @@ func TestIndentedSizeBoundsJSONIndent(t *testing.T) {
 		}
 	}
 }
+
+// TestPatternFunctionsMatchGopherLua runs the pattern functions, which
+// luabind replaces with interruptible ones, against gopher-lua's own.
+func TestPatternFunctionsMatchGopherLua(t *testing.T) {
+	exprs := []string{
+		`return string.find("hello world", "o w")`,
+		`return string.find("hello world", "o", 6)`,
+		`return string.find("hello world", "l+")`,
+		`return string.find("hello", "")`,
+		`return string.find("a.b", ".", 1, true)`,
+		`return string.find("a.b", "%.", -2)`,
+		`return string.find("key = val", "(%w+)%s*=%s*(%w+)")`,
+		`return string.find("abc", "()b()")`,
+		`return string.find("abc", "x")`,
+		`return string.find("abc", "^b")`,
+		`return string.find("abc", "b", 10)`,
+		`return string.match("hello 123 world", "%d+")`,
+		`return string.match("2026-12-07", "(%d+)-(%d+)-(%d+)")`,
+		`return string.match("abc", "^(a)")`,
+		`return string.match("  trim  ", "^%s*(.-)%s*$")`,
+		`return string.match("abc", "b", -2)`,
+		`return string.match("x = [[a]]", "%b[]")`,
+		`return string.match("abcabc", "(a)(b)c%1")`,
+		`local t = {} for w in string.gmatch("one two  three", "%a+") do t[#t+1] = w end return table.concat(t, ",")`,
+		`local t = {} for k, v in string.gmatch("a=1, b=2", "(%w+)=(%w+)") do t[#t+1] = k .. v end return table.concat(t, ",")`,
+		`local t = {} for p in string.gmatch("abc", "()") do t[#t+1] = p end return table.concat(t, ",")`,
+		`local t = {} for w in string.gmatch("abc", "") do t[#t+1] = "[" .. w .. "]" end return table.concat(t)`,
+		`local t = {} for w in string.gmatch("aaa", "^a") do t[#t+1] = w end return #t`,
+		`return pcall(string.find, "abc", "[a")`,
+		`return pcall(string.match, "abc", "(()")`,
+	}
+	ours := NewState(Options{})
+	defer ours.Close()
+	theirs := lua.NewState()
+	defer theirs.Close()
+	for _, src := range exprs {
+		a, errA := evalLua(ours, src)
+		b, errB := evalLua(theirs, src)
+		if (errA == nil) != (errB == nil) {
+			t.Errorf("%s: error %v, gopher-lua %v", src, errA, errB)
+			continue
+		}
+		// gopher-lua's match returns nothing where Lua returns nil.
+		if len(a) != len(b) && !(len(a) == 1 && a[0] == lua.LNil && len(b) == 0) {
+			t.Errorf("%s = %v, gopher-lua %v", src, a, b)
+			continue
+		}
+		for i := range b {
+			if a[i].String() != b[i].String() {
+				t.Errorf("%s = %v, gopher-lua %v", src, a, b)
+				break
+			}
+		}
+	}
+}
+
+// TestPatternMatchingStopsWhenTheRunEnds checks that a backtracking
+// pattern is interrupted.
+func TestPatternMatchingStopsWhenTheRunEnds(t *testing.T) {
+	for _, call := range []string{"string.find, s, p", "string.match, s, p", "string.gsub, s, p, ''",
+		"string.gmatch(s, p)"} {
+		start := time.Now()
+		err, _ := runLimited(t, testLimit, time.Minute,
+			`local s, p = string.rep("a", 3000), ".-.-.-b" return expire(`+call+`)`)
+		if err == nil || !strings.Contains(err.Error(), "context canceled") {
+			t.Fatalf("%s: err = %v, want the run's context canceled", call, err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%s took %v", call, d)
+		}
+	}
+}
