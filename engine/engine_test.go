@@ -720,3 +720,44 @@ mailbot.on_file({ dir = %q, settle = "50ms" }, function(ev) require("probe").hit
 		t.Fatalf("scripts dir rescanned %d times, want 1", r)
 	}
 }
+
+// TestMemoryHogStopped runs a script that grows a table without end next
+// to a well-behaved one: the hog's runs are stopped with a memory error,
+// the other script keeps firing and the engine keeps running.
+func TestMemoryHogStopped(t *testing.T) {
+	clock := NewFakeClock(time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC))
+	h := newHarness(t, clock)
+	h.cfg.Lua.MemoryLimit = 32 << 20
+	h.write("hog.lua", `
+local probe = require("probe")
+mailbot.every("1m", function()
+  local ok, err = pcall(function()
+    local t = {}
+    for i = 1, 1e9 do t[i] = i end
+  end)
+  probe.hit("hog caught", type(err) == "table" and err.kind or tostring(err))
+  probe.hit("hog still running")  -- never reached: the run is doomed
+end)`)
+	h.write("fine.lua", `mailbot.every("1m", function() require("probe").hit("fine") end)`)
+	h.start()
+	waitTimers(t, clock, 1)
+	for round := 0; round < 2; round++ {
+		clock.Advance(time.Minute)
+		h.waitHit("fine")
+		r := h.waitLog("run stopped: memory limit", "hog.lua")
+		if got := attr(r, "error"); !strings.Contains(got, "memory: ") || !strings.Contains(got, "limits.memory") {
+			t.Errorf("logged error %q", got)
+		}
+		if attr(r, "limit") != fmt.Sprint(32<<20) {
+			t.Errorf("logged limit %q", attr(r, "limit"))
+		}
+		waitTimers(t, clock, 1)
+	}
+	select {
+	case x := <-h.hits:
+		if strings.HasPrefix(x.name, "hog") {
+			t.Errorf("the hog kept running after its memory error: %v", x)
+		}
+	default:
+	}
+}

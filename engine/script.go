@@ -179,12 +179,12 @@ func (e *Engine) newScript(path string) (*script, error) {
 
 	lctx, lcancel := context.WithTimeout(ctx, e.cfg.RunTimeout)
 	defer lcancel()
-	L.SetContext(lctx)
+	_, stopRun := luabind.StartRun(lctx, L)
 	s.loading = true
 	err = luabind.DoProto(L, proto)
 	s.loading = false
 	luabind.CloseResources(L)
-	L.RemoveContext()
+	stopRun()
 	if err != nil {
 		s.close()
 		if errors.Is(lctx.Err(), context.DeadlineExceeded) {
@@ -629,7 +629,7 @@ func (e *Engine) run(t *trigger, fields map[string]lua.LValue, after func()) (er
 	ctx, cancel := context.WithTimeout(s.ctx, t.timeout)
 	defer cancel()
 	L := s.L
-	L.SetContext(ctx)
+	runCtx, stopRun := luabind.StartRun(ctx, L)
 	start := time.Now()
 	e.stats.runs.Add(1)
 	e.log.Debug("run start", "script", s.name, "trigger", t.label)
@@ -646,14 +646,14 @@ func (e *Engine) run(t *trigger, fields map[string]lua.LValue, after func()) (er
 			err = fmt.Errorf("panic in handler: %v", r)
 		}
 		luabind.CloseResources(L)
-		L.RemoveContext()
+		stopRun()
 		if ferr := s.state.Flush(); ferr != nil {
 			e.log.Error("persisting script state", "script", s.name, "error", ferr)
 		}
 		if after != nil {
 			after()
 		}
-		e.logRun(t, start, ctx, err)
+		e.logRun(t, start, runCtx, err)
 	}()
 	return L.CallByParam(lua.P{Fn: t.fn, NRet: 0, Protect: true}, ev)
 }
@@ -668,6 +668,10 @@ func (e *Engine) logRun(t *trigger, start time.Time, ctx context.Context, err er
 	attrs := []any{"script", t.s.name, "trigger", t.label, "duration", d, "error", luabind.DescribeError(err)}
 	if file, line, ok := luabind.ErrorLocation(err); ok {
 		attrs = append(attrs, "at", fmt.Sprintf("%s:%d", file, line))
+	}
+	if me, ok := luabind.AsMemoryError(ctx, err); ok {
+		e.log.Error("run stopped: memory limit", append(attrs, "limit", me.Limit)...)
+		return
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		e.stats.timeouts.Add(1)

@@ -119,7 +119,8 @@ func BenchmarkLuaSendmail(b *testing.B) {
 	L := luabind.NewState(luabind.Options{})
 	defer L.Close()
 	defer luabind.CloseResources(L)
-	L.SetContext(ctx)
+	_, stop := luabind.StartRun(ctx, L) // as the engine runs scripts: memory limit on
+	defer stop()
 	L.SetGlobal("PORT", lua.LNumber(sink.Port()))
 	L.SetGlobal("FROM", lua.LString(benchFrom))
 	L.SetGlobal("TO", lua.LString(benchTo))
@@ -160,4 +161,38 @@ end
 	b.StopTimer()
 	reportSent(b, sink, cpu)
 	run("quit", `client:quit()`)
+}
+
+// BenchmarkLuaLoop measures the VM's per-instruction cost under a plain
+// context (L.SetContext, how runs were started before limits.memory) and
+// under StartRun, whose context's Done doubles as the memory hook.
+func BenchmarkLuaLoop(b *testing.B) {
+	proto, err := luabind.CompileString(`
+local t, s = {}, 0
+for i = 1, N do
+  s = s + i % 7
+  t[i % 64 + 1] = s
+end`, "loop")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mode := range []string{"SetContext", "StartRun"} {
+		b.Run(mode, func(b *testing.B) {
+			L := luabind.NewState(luabind.Options{})
+			defer L.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if mode == "StartRun" {
+				_, stop := luabind.StartRun(ctx, L)
+				defer stop()
+			} else {
+				L.SetContext(ctx)
+			}
+			L.SetGlobal("N", lua.LNumber(b.N))
+			b.ResetTimer()
+			if err := luabind.DoProto(L, proto); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
 }

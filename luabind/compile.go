@@ -120,7 +120,7 @@ func exact[T any](s []T) []T {
 
 // DoProto runs a compiled chunk in L and discards its results. Because a
 // proto is immutable, one compile can serve many states (one per run).
-// Set the run's context with L.SetContext first; a run stopped by the
+// Start the run with StartRun (or L.SetContext) first; a run stopped by the
 // context, a Lua error or a Go panic inside a module returns a *lua.ApiError,
 // whose message starts with "file:line:" (see ErrorLocation).
 func DoProto(L *lua.LState, proto *lua.FunctionProto) error {

@@ -348,6 +348,27 @@ func (a *fileAccess) readFile(p string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
+// readFileMax is readFile that stops after max bytes (max <= 0: no
+// bound). It returns the file's size as far as it is known: more than max
+// when the file is larger (then the data is incomplete and must not be
+// used).
+func (a *fileAccess) readFileMax(p string, max int64) ([]byte, int64, error) {
+	f, err := a.open(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	if max <= 0 {
+		b, err := io.ReadAll(f)
+		return b, int64(len(b)), err
+	}
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > max {
+		return nil, fi.Size(), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	return b, int64(len(b)), err
+}
+
 // checkTrusted is the gate for the trusted sandbox's own file functions
 // (io.open, io.lines, dofile, loadfile, ...): secrets and /proc leaks only.
 // Those functions resolve relative paths against the process's working

@@ -97,7 +97,13 @@ func csvParse(L *lua.LState, fname string, r io.Reader) int {
 	}
 	rows := L.NewTable()
 	var names []string
-	for {
+	limit := memoryLimit(stateOptions(L))
+	fn, _, _ := strings.Cut(fname, " ")
+	size := 0.0 // estimate of the rows built, as memsize.go counts them
+	for n := 0; ; n++ {
+		if n%256 == 255 {
+			checkRun(L)
+		}
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
@@ -128,6 +134,17 @@ func csvParse(L *lua.LState, fname string, r io.Reader) int {
 			}
 			continue
 		}
+		size += sizeTable + sizeSlot + sizeArraySpare
+		for _, v := range rec {
+			size += sizeString + float64(len(v)) + sizeSlot + sizeArraySpare
+			if header {
+				size += sizeHashEntry
+			}
+		}
+		if header {
+			size += sizeHashPart
+		}
+		refuse(L, limit, fn, size)
 		if header {
 			row := L.CreateTable(0, len(rec))
 			for i, v := range rec {

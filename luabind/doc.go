@@ -24,9 +24,11 @@
 // Compile a script once with CompileFile and run the shared
 // *lua.FunctionProto in as many states as needed with DoProto. Each run gets
 // its own LState (an LState must never be used from two goroutines at once)
-// and its own context, set with L.SetContext(ctx) before DoProto: when the
-// context ends, the VM stops at the next instruction with a Lua error, so a
-// runaway `while true do end` cannot hold the host.
+// and its own context, set with StartRun before DoProto: when the context
+// ends, the VM stops at the next instruction with a Lua error, so a runaway
+// `while true do end` cannot hold the host; and a run whose Lua values
+// outgrow Options.MemoryLimit is stopped with a {kind = "memory"} error
+// (see StartRun and AsMemoryError).
 //
 //	proto, err := luabind.CompileFile("scripts/nightly.lua")
 //	...
@@ -34,8 +36,13 @@
 //	defer L.Close()
 //	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 //	defer cancel()
-//	L.SetContext(ctx)
-//	if err := luabind.DoProto(L, proto); err != nil {
+//	runCtx, stop := luabind.StartRun(ctx, L)
+//	err := luabind.DoProto(L, proto)
+//	stop()
+//	if _, ok := luabind.AsMemoryError(runCtx, err); ok {
+//		...
+//	}
+//	if err != nil {
 //		file, line, _ := luabind.ErrorLocation(err)
 //		...
 //	}

@@ -46,9 +46,15 @@ func openFS(o *Options) lua.LGFunction {
 	}
 	funcs := map[string]lua.LGFunction{
 		"read": func(L *lua.LState) int {
-			b, err := a.readFile(L.CheckString(1))
+			// Read at most the run's memory limit (and one byte more to
+			// tell): a huge file is refused, not read whole.
+			limit := memoryLimit(o)
+			b, size, err := a.readFileMax(L.CheckString(1), limit)
 			if err != nil {
 				fail(L, "read", err)
+			}
+			if limit > 0 && size > limit {
+				refuse(L, limit, "fs.read", float64(size))
 			}
 			L.Push(lua.LString(b))
 			return 1

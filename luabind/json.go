@@ -113,7 +113,16 @@ func jsonEncode(L *lua.LState) int {
 			L.ArgError(2, "indent must be a string or a number")
 		}
 	}
-	out, err := EncodeJSON(v, indent)
+	limit := memoryLimit(stateOptions(L))
+	out, err := encodeJSON(L, v, indent, limit)
+	var big *resultTooLarge
+	if errors.As(err, &big) || (err == nil && limit > 0 && int64(len(out)) > limit) {
+		n := len(out)
+		if big != nil {
+			n = big.size
+		}
+		refuse(L, limit, "json.encode", float64(n))
+	}
 	if err != nil {
 		L.RaiseError("json.encode: %v", err)
 	}
@@ -124,12 +133,31 @@ func jsonEncode(L *lua.LState) int {
 // EncodeJSON encodes a Lua value with the json module's rules (see the json
 // module documentation in openJSON); indent, if non-empty, pretty-prints.
 func EncodeJSON(v lua.LValue, indent string) (string, error) {
-	e := &jsonEncoder{visiting: map[*lua.LTable]bool{}}
+	return encodeJSON(nil, v, indent, 0)
+}
+
+// resultTooLarge stops a conversion whose output passed the memory limit
+// (shared subtables can make it exponentially larger than the value).
+type resultTooLarge struct{ size int }
+
+func (e *resultTooLarge) Error() string {
+	return "result of " + formatSize(int64(e.size)) + " is too large"
+}
+
+// encodeJSON is EncodeJSON stopping at max bytes of output (0: no limit)
+// and, when L is not nil, when the run's context ends.
+func encodeJSON(L *lua.LState, v lua.LValue, indent string, max int64) (string, error) {
+	e := &jsonEncoder{visiting: map[*lua.LTable]bool{}, L: L, max: max, next: chunkBytes}
 	if err := e.encode(v, "$", 0); err != nil {
 		return "", err
 	}
 	if indent == "" {
 		return e.buf.String(), nil
+	}
+	if max > 0 {
+		if n := indentedSize(e.buf.Bytes(), len(indent)); int64(n) > max {
+			return "", &resultTooLarge{size: n}
+		}
 	}
 	var out bytes.Buffer
 	if err := json.Indent(&out, e.buf.Bytes(), "", indent); err != nil {
@@ -138,14 +166,59 @@ func EncodeJSON(v lua.LValue, indent string) (string, error) {
 	return out.String(), nil
 }
 
+// indentedSize bounds from above the length of compact JSON once
+// json.Indent has put each element on its own line, indented by depth.
+func indentedSize(compact []byte, indent int) int {
+	n, depth, inString := len(compact), 0, false
+	for i := 0; i < len(compact); i++ {
+		c := compact[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+			n += 1 + indent*depth
+		case ',':
+			n += 1 + indent*depth
+		case '}', ']':
+			depth--
+			n += 1 + indent*max(depth, 0)
+		case ':':
+			n++
+		}
+	}
+	return n
+}
+
 // jsonEncoder writes compact JSON; visiting holds the tables on the current
 // path, which is how cycles are told apart from shared subtables.
 type jsonEncoder struct {
 	buf      bytes.Buffer
 	visiting map[*lua.LTable]bool
+	L        *lua.LState // checked for the run's end every chunkBytes; may be nil
+	max      int64       // output limit; 0: none
+	next     int         // output length of the next context check
 }
 
 func (e *jsonEncoder) encode(v lua.LValue, path string, depth int) error {
+	if n := e.buf.Len(); n >= e.next {
+		if e.max > 0 && int64(n) > e.max {
+			return &resultTooLarge{size: n}
+		}
+		if e.L != nil {
+			checkRun(e.L)
+		}
+		e.next = n + chunkBytes
+	}
 	switch x := v.(type) {
 	case *lua.LNilType:
 		e.buf.WriteString("null")
@@ -340,6 +413,9 @@ func writeJSONString(b *bytes.Buffer, s string) {
 // jsonDecode: json.decode(s) -> value
 func jsonDecode(L *lua.LState, null *lua.LUserData, arrayMT, objectMT *lua.LTable) int {
 	s := L.CheckString(1)
+	if limit := memoryLimit(stateOptions(L)); limit > 0 {
+		refuse(L, limit, "json.decode", decodedSize(s))
+	}
 	dec := json.NewDecoder(strings.NewReader(s))
 	dec.UseNumber()
 	var v any
@@ -357,6 +433,32 @@ func jsonDecode(L *lua.LState, null *lua.LUserData, arrayMT, objectMT *lua.LTabl
 	}
 	L.Push(lv)
 	return 1
+}
+
+// decodedSize estimates the memory json.decode takes for s: the Go values
+// decoded first and the Lua values made from them, about 64 bytes per
+// element besides the text.
+func decodedSize(s string) float64 {
+	n, inString := 1, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case ',', '[', '{':
+			n++
+		}
+	}
+	return float64(len(s)) + 64*float64(n)
 }
 
 // describeJSONError adds line and column to encoding/json syntax errors,

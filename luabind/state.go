@@ -92,6 +92,12 @@ type Options struct {
 	RegistrySize int
 	// RegistryMaxSize bounds value-stack growth; default DefaultRegistryMaxSize.
 	RegistryMaxSize int
+	// MemoryLimit bounds, in bytes, the Lua values of a state during a run
+	// started with StartRun, and the result of a single built-in call
+	// (string.rep, table.concat, string.format, string.gsub, loadstring,
+	// json.encode/decode, csv.parse/read, template.render).
+	// 0 means DefaultMemoryLimit; a negative value disables the limit.
+	MemoryLimit int64
 
 	// FSRoots are the folders a strict script's files may be in: fs, csv,
 	// template, mail attachments and ca_file reach nothing else, through
@@ -162,8 +168,8 @@ const registryKey = "mailbot.luabind.options"
 // toolbox modules (json, csv, template, log, fs, time, env) plus
 // opts.Modules preloaded for require().
 //
-// The caller owns the state: call L.SetContext(ctx) before each run so that
-// cancellation stops the script, use it from one goroutine at a time, and
+// The caller owns the state: start each run with StartRun(ctx, L) so that
+// cancellation and the memory limit stop the script, use it from one goroutine at a time, and
 // L.Close() it when done.
 func NewState(opts Options) *lua.LState {
 	o := opts.withDefaults()
@@ -183,6 +189,7 @@ func NewState(opts Options) *lua.LState {
 	L.SetField(L.Get(lua.RegistryIndex), registryKey, ud)
 
 	openLibs(L, &o)
+	installLimits(L, &o)
 
 	L.PreloadModule("json", openJSON)
 	L.PreloadModule("csv", openCSV(&o))

@@ -2,6 +2,7 @@ package luabind
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	htmltemplate "html/template"
 	"io"
@@ -80,7 +81,12 @@ var templateFuncs = map[string]any{
 // templateRender renders text with the data at argument 2 and the options at
 // argument 3, pushing the result.
 func templateRender(L *lua.LState, fname, name, text string) int {
-	data, err := ToGo(L.Get(2))
+	limit := memoryLimit(stateOptions(L))
+	var big *resultTooLarge
+	data, err := toGo(L.Get(2), "$", 0, map[*lua.LTable]bool{}, &budget{max: limit})
+	if errors.As(err, &big) {
+		refuse(L, limit, fname, float64(big.size))
+	}
 	if err != nil {
 		L.ArgError(2, err.Error())
 	}
@@ -92,18 +98,73 @@ func templateRender(L *lua.LState, fname, name, text string) int {
 			name = string(n)
 		}
 	}
-	out, err := RenderTemplate(name, text, data, html, strict)
+	w := &limitedWriter{L: L, max: limit, next: chunkBytes}
+	err = renderTemplate(w, name, text, data, html, strict)
+	if errors.As(err, &big) {
+		refuse(L, limit, fname, float64(big.size))
+	}
 	if err != nil {
+		checkRun(L) // a write stopped by the run's end raises that
 		L.RaiseError("%s: %v", fname, err)
 	}
-	L.Push(lua.LString(out))
+	L.Push(lua.LString(w.buf.String()))
 	return 1
+}
+
+// limitedWriter collects template output up to max bytes (0: no limit),
+// failing the write once the run's context has ended.
+type limitedWriter struct {
+	L    *lua.LState
+	buf  bytes.Buffer
+	max  int64
+	next int
+}
+
+func (w *limitedWriter) Write(p []byte) (int, error) {
+	n := w.buf.Len() + len(p)
+	if w.max > 0 && int64(n) > w.max {
+		return 0, &resultTooLarge{size: n}
+	}
+	w.buf.Write(p)
+	if n >= w.next {
+		w.next = n + chunkBytes
+		if ctx := w.L.Context(); ctx != nil && ctx.Err() != nil {
+			return len(p), ctx.Err()
+		}
+	}
+	return len(p), nil
+}
+
+// budget bounds the Go data toGo builds: a table shared by many others is
+// converted once per reference.
+type budget struct {
+	max, used int64 // max 0: no limit
+}
+
+func (b *budget) add(n int64) error {
+	if b == nil || b.max <= 0 {
+		return nil
+	}
+	b.used += n
+	if b.used > b.max {
+		return &resultTooLarge{size: int(min(b.used, 1<<62))}
+	}
+	return nil
 }
 
 // RenderTemplate executes a Go template over data: text/template, or
 // html/template when html is set. With strict, a missing map key is an error.
 // The template module uses it; hosts can call it with data from ToGo.
 func RenderTemplate(name, text string, data any, html, strict bool) (string, error) {
+	var buf bytes.Buffer
+	if err := renderTemplate(&buf, name, text, data, html, strict); err != nil {
+		return "", err
+	}
+	return buf.String(), nil
+}
+
+// renderTemplate is RenderTemplate writing to w.
+func renderTemplate(w io.Writer, name, text string, data any, html, strict bool) error {
 	missing := "missingkey=default"
 	if strict {
 		missing = "missingkey=error"
@@ -114,21 +175,17 @@ func RenderTemplate(name, text string, data any, html, strict bool) (string, err
 	if html {
 		t, err := htmltemplate.New(name).Funcs(templateFuncs).Option(missing).Parse(text)
 		if err != nil {
-			return "", err
+			return err
 		}
 		tmpl = t
 	} else {
 		t, err := texttemplate.New(name).Funcs(templateFuncs).Option(missing).Parse(text)
 		if err != nil {
-			return "", err
+			return err
 		}
 		tmpl = t
 	}
-	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, data); err != nil {
-		return "", err
-	}
-	return buf.String(), nil
+	return tmpl.Execute(w, data)
 }
 
 // ToGo converts a Lua value to plain Go data: nil and json.null to nil,
@@ -140,19 +197,20 @@ func RenderTemplate(name, text string, data any, html, strict bool) (string, err
 // list). Functions, userdata, cycles and nesting deeper than 200 levels are
 // errors.
 func ToGo(v lua.LValue) (any, error) {
-	return toGo(v, "$", 0, map[*lua.LTable]bool{})
+	return toGo(v, "$", 0, map[*lua.LTable]bool{}, nil)
 }
 
-func toGo(v lua.LValue, path string, depth int, visiting map[*lua.LTable]bool) (any, error) {
+// toGo is ToGo; b, when not nil, bounds the size of the result.
+func toGo(v lua.LValue, path string, depth int, visiting map[*lua.LTable]bool, b *budget) (any, error) {
 	switch x := v.(type) {
 	case *lua.LNilType:
 		return nil, nil
 	case lua.LBool:
 		return bool(x), nil
 	case lua.LString:
-		return string(x), nil
+		return string(x), b.add(16 + int64(len(x)))
 	case lua.LNumber:
-		return goNumber(float64(x)), nil
+		return goNumber(float64(x)), b.add(16)
 	case *lua.LUserData:
 		if x.Value == jsonNull {
 			return nil, nil
@@ -170,10 +228,13 @@ func toGo(v lua.LValue, path string, depth int, visiting map[*lua.LTable]bool) (
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
+		if err := b.add(64 + 48*int64(sh.n+len(sh.keys))); err != nil {
+			return nil, err
+		}
 		if sh.kind == shapeArray && (sh.n > 0 || isMarkedArray(x)) {
 			list := make([]any, sh.n)
 			for i := range list {
-				e, err := toGo(x.RawGetInt(i+1), fmt.Sprintf("%s[%d]", path, i+1), depth+1, visiting)
+				e, err := toGo(x.RawGetInt(i+1), fmt.Sprintf("%s[%d]", path, i+1), depth+1, visiting, b)
 				if err != nil {
 					return nil, err
 				}
@@ -183,7 +244,7 @@ func toGo(v lua.LValue, path string, depth int, visiting map[*lua.LTable]bool) (
 		}
 		m := make(map[string]any, len(sh.keys))
 		for _, k := range sh.keys {
-			e, err := toGo(x.RawGet(k.key), path+"."+k.name, depth+1, visiting)
+			e, err := toGo(x.RawGet(k.key), path+"."+k.name, depth+1, visiting, b)
 			if err != nil {
 				return nil, err
 			}

@@ -129,7 +129,7 @@ func (m *Main) checkRegistrations(cfg *Config, base string) []Problem {
 	if err != nil {
 		return []Problem{{File: dir, Msg: err.Error()}}
 	}
-	lopts := luabind.Options{Getenv: m.lookupEnv, Logger: slog.New(slog.DiscardHandler)}
+	lopts := luabind.Options{Getenv: m.lookupEnv, Logger: slog.New(slog.DiscardHandler), MemoryLimit: cfg.memoryLimit()}
 	cfg.applySandbox(&lopts)
 	ecfg := engine.Config{ScriptsDir: dir, RunTimeout: cfg.RunTimeout, Lua: lopts}
 	if cfg.Timezone != "" {

@@ -54,6 +54,8 @@ type Config struct {
 	Timezone string `yaml:"timezone"`
 	// RunTimeout bounds one run of a script handler.
 	RunTimeout time.Duration `yaml:"run_timeout"`
+	// Limits bounds the memory of one run (limits.memory).
+	Limits LimitsConfig `yaml:"limits"`
 	// DevServer, when present, makes run and exec start the embedded
 	// development mail server in-process.
 	DevServer *DevServerConfig `yaml:"dev_server"`
@@ -305,6 +307,7 @@ var configTypes = map[string]reflect.Type{
 	"main.AccountConfig":   reflect.TypeFor[AccountConfig](),
 	"main.DevServerConfig": reflect.TypeFor[DevServerConfig](),
 	"main.DKIMConfig":      reflect.TypeFor[DKIMConfig](),
+	"main.LimitsConfig":    reflect.TypeFor[LimitsConfig](),
 }
 
 func knownKeys(typeName string) []string {
@@ -462,6 +465,7 @@ func (c *Config) Validate() []Problem {
 	if c.RunTimeout <= 0 {
 		add("must be a positive duration", "run_timeout")
 	}
+	probs = append(probs, c.validateLimits()...)
 	if c.Timezone != "" {
 		if _, err := time.LoadLocation(c.Timezone); err != nil {
 			add(fmt.Sprintf("unknown time zone %q", c.Timezone), "timezone")

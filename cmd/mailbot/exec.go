@@ -108,9 +108,10 @@ func (m *Main) cmdExec(ctx context.Context, args []string) int {
 	}
 	runCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	L.SetContext(runCtx)
+	_, stopRun := luabind.StartRun(runCtx, L)
 	runErr := luabind.DoProto(L, proto)
 	luabind.CloseResources(L)
+	stopRun()
 	deliverStatus := exitOK
 	if runErr == nil && env.outbox != nil {
 		deliverStatus = m.deliverQueued(ctx, env, *deliver, logger)
@@ -285,6 +286,7 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 	}
 	if cfg != nil {
 		opts.ScriptsDir = cfg.Resolve(cfg.ScriptsDir)
+		opts.MemoryLimit = cfg.memoryLimit()
 		cfg.applySandbox(&opts)
 		if err := cfg.makeFilesArea(); err != nil {
 			return fail(err)
