@@ -228,9 +228,9 @@ head -c 40000 /dev/urandom > "$WORK/data/blob-outbox.bin"
 cat > "$WORK/bot/mailbot.yaml" <<EOF
 scripts_dir: scripts
 state_dir: state
-# Scripts read the test's data files and the drop folder: under the strict
+# Scripts read the test's data files (the drop folder is inside "."): under the strict
 # sandbox only these folders (and state_dir/files) are open to them.
-fs_roots: [".", "../data", "../drop"]
+fs_roots: [".", "../data"]
 log: { level: info }
 default_account: relay
 accounts:
