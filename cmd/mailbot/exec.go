@@ -309,7 +309,7 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 				logger.Info("dev server listening", "addr", dev.addr, "maildir", cfg.Resolve(cfg.DevServer.Maildir), "ca_file", dev.caPath)
 			}
 		}
-		accounts, err := luaAccounts(cfg, env.dev, m.lookupEnv)
+		accounts, err := luaAccounts(cfg, env.dev, m.lookupEnv, logger)
 		if err != nil {
 			return fail(err)
 		}

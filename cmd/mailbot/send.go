@@ -249,7 +249,7 @@ func (m *Main) sendTarget(cfg *Config, f *sendFlags, logger *slog.Logger) (*send
 			}
 			t.dev = dev
 		}
-		accs, err := luaAccounts(&Config{Accounts: map[string]*AccountConfig{accountName: a}, DevServer: cfg.DevServer, StateDir: cfg.StateDir, path: cfg.path, dir: cfg.dir}, t.dev, m.lookupEnv)
+		accs, err := luaAccounts(&Config{Accounts: map[string]*AccountConfig{accountName: a}, DevServer: cfg.DevServer, StateDir: cfg.StateDir, path: cfg.path, dir: cfg.dir}, t.dev, m.lookupEnv, logger)
 		if err != nil {
 			t.dev.Close()
 			return fail("%v", err)
