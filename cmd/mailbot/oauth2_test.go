@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailbot/mailbot/devserver"
 	"github.com/mailbot/mailbot/devserver/devtest"
+	"github.com/mailbot/mailbot/internal/dkimtest"
 	"github.com/mailbot/mailbot/luabind"
 	"github.com/mailbot/mailbot/oauth/oauthtest"
 	"github.com/mailbot/mailbot/smtp"
@@ -47,8 +48,7 @@ type oauthOpts struct {
 	expiresIn     time.Duration // access-token lifetime; 0 for 1 h
 	noSeed        bool          // no refresh_token_env: the cache comes from `oauth login`
 	accountExtra  string        // more keys of account m365 (indented 4 spaces)
-	configExtra   string        // more top-level config
-	outboxWorkers int
+	otherAccounts string        // more accounts (indented 2 spaces)
 }
 
 // oauthFixture is an identity provider, an SMTP server that demands its
@@ -113,7 +113,7 @@ func newOAuthFixture(t *testing.T, o oauthOpts) *oauthFixture {
 	writeFile(t, f.config, fmt.Sprintf(`scripts_dir: scripts
 state_dir: state
 default_account: m365
-%saccounts:
+accounts:
   m365:
     host: %s
     port: %s
@@ -121,7 +121,7 @@ default_account: m365
     username: %s
     from: "Reports <%s>"
     ca_file: ca.pem
-%s%s`, o.configExtra, host, port, oauthUser, oauthUser, o.accountExtra, oauth2))
+%s%s%s`, host, port, oauthUser, oauthUser, o.accountExtra, oauth2, o.otherAccounts))
 	os.MkdirAll(filepath.Join(f.dir, "scripts"), 0o755)
 	t.Cleanup(func() { f.assertNoSecrets(t) })
 	return f
@@ -624,8 +624,7 @@ func TestOAuth2DeviceLoginThenRun(t *testing.T) {
 func TestOAuth2FallbackAccount(t *testing.T) {
 	t.Parallel()
 	downHost, downPort, _ := net.SplitHostPort(closedPort(t))
-	f := newOAuthFixture(t, oauthOpts{configExtra: fmt.Sprintf(`accounts:
-  primary:
+	f := newOAuthFixture(t, oauthOpts{otherAccounts: fmt.Sprintf(`  primary:
     host: %s
     port: %s
     tls: starttls
@@ -633,9 +632,6 @@ func TestOAuth2FallbackAccount(t *testing.T) {
     password_env: PRIMARY_PW
     fallback: [m365]
 `, downHost, downPort)})
-	// Merge the two accounts: configExtra opened its own accounts map.
-	cfg, _ := os.ReadFile(f.config)
-	writeFile(t, f.config, strings.Replace(string(cfg), "accounts:\n  m365:", "  m365:", 1))
 	f.env["PRIMARY_PW"] = "primary-pw"
 	writeFile(t, filepath.Join(f.dir, "send.lua"), `
 local mail = require("mail")
@@ -666,5 +662,76 @@ func TestDevServerAccountDropsOAuth2(t *testing.T) {
 	}
 	if acc.OAuth2 != nil || acc.OAuth2Mechanism != "" || acc.Password == nil {
 		t.Errorf("dev server account: OAuth2 %v, mechanism %q, password set %v", acc.OAuth2, acc.OAuth2Mechanism, acc.Password != nil)
+	}
+}
+
+// TestOAuth2WithDKIMAndFallback: one account with oauth2, dkim and a
+// fallback list. A script's c:login() with no arguments logs in with the
+// account's token, c:send_message signs with its key, mail.send through
+// it is signed and delivered by it (its own fallback unused), and a
+// message failed over to it from a relay that is down is signed once, by
+// its key, and sent with its token. Script and outbox share one refresh.
+func TestOAuth2WithDKIMAndFallback(t *testing.T) {
+	t.Parallel()
+	backup := devtest.Start(t, devserver.Config{})
+	downHost, downPort, _ := net.SplitHostPort(closedPort(t))
+	bHost, bPort, _ := net.SplitHostPort(backup.Addr())
+	f := newOAuthFixture(t, oauthOpts{
+		accountExtra: "    fallback: [backup]\n    dkim: {domain: contoso.test, selector: s1, private_key_file: ed.pem}\n",
+		otherAccounts: fmt.Sprintf(`  primary:
+    host: %s
+    port: %s
+    username: bot
+    password_env: PRIMARY_PW
+    dkim: {domain: example.org, selector: p1, private_key_file: rsa.pem}
+    fallback: [m365]
+  backup:
+    host: %s
+    port: %s
+    ca_file: backup-ca.pem
+`, downHost, downPort, bHost, bPort)})
+	_, edKey := writeDKIMKeys(t, f.dir)
+	writeFile(t, filepath.Join(f.dir, "backup-ca.pem"), string(pemOf(backup)))
+	f.env["PRIMARY_PW"] = "primary-pw"
+	if r := f.bin(t, "check", "-c", "mailbot.yaml"); r.code != 0 {
+		t.Fatalf("check: %v", r)
+	}
+	writeFile(t, filepath.Join(f.dir, "scripts", "all.lua"), `
+local mail, smtp = require("mail"), require("smtp")
+local c = smtp.connect{ account = "m365" }
+c:login()
+c:send_message(mail.message{ from = "reports@contoso.test", to = "ops@contoso.test", subject = "direct", text = "d" })
+c:quit()
+mail.send(mail.message{ from = "reports@contoso.test", to = "ops@contoso.test", subject = "queued", text = "q" })
+mail.send(mail.message{ from = "bot@example.org", to = "ops@example.org", subject = "failover", text = "f" }, { account = "primary" })
+`)
+	out, errs, code := f.run(t, t.Context(), "exec", "-c", f.config, "--deliver", filepath.Join(f.dir, "scripts", "all.lua"))
+	if code != exitOK {
+		t.Fatalf("exec --deliver: exit %d\n%s\n%s", code, out, errs)
+	}
+	got := map[string]bool{}
+	for _, m := range waitMessages(t, f.srv, 3) {
+		s := subject(t, m.Data)
+		got[s] = true
+		if m.AuthUser != oauthUser {
+			t.Errorf("%s: delivered as %q", s, m.AuthUser)
+		}
+		if err := dkimtest.Verify(m.Data, edKey, "contoso.test", "s1"); err != nil {
+			t.Errorf("%s: %v\n%s", s, err, m.Data)
+		}
+	}
+	for _, s := range []string{"direct", "queued", "failover"} {
+		if !got[s] {
+			t.Errorf("no message %q among %v", s, got)
+		}
+	}
+	if n := len(backup.Messages()); n != 0 {
+		t.Errorf("the fallback of m365 received %d messages", n)
+	}
+	if n := f.idp.Requests("refresh_token"); n != 1 {
+		t.Errorf("refreshes = %d, want 1", n)
+	}
+	if !strings.Contains(errs, "delivering through a fallback account") || !strings.Contains(errs, "via=m365") {
+		t.Errorf("log lacks the failover:\n%s", errs)
 	}
 }
