@@ -317,6 +317,21 @@ func TestOAuth2DryRunAsksNoToken(t *testing.T) {
 	if code != exitOK || f.idp.Requests("refresh_token") != 0 {
 		t.Fatalf("dry run: exit %d, %d token requests:\n%s", code, f.idp.Requests("refresh_token"), errs)
 	}
+	// exec --dry-run: neither a script's c:login() nor the outbox asks.
+	writeFile(t, filepath.Join(f.dir, "scripts", "both.lua"), `
+local mail, smtp = require("mail"), require("smtp")
+local c = smtp.connect{ account = "m365" }
+c:login()
+c:send_message(mail.message{ from = "reports@contoso.test", to = "ops@contoso.test", subject = "direct", text = "d" })
+c:quit()
+mail.send(mail.message{ from = "reports@contoso.test", to = "ops@contoso.test", subject = "queued", text = "q" })
+`)
+	dry := filepath.Join(f.dir, "exec-dry")
+	out, errs, code := f.run(t, t.Context(), "exec", "-c", f.config, "--dry-run", dry, "--deliver", filepath.Join(f.dir, "scripts", "both.lua"))
+	emls, _ := filepath.Glob(filepath.Join(dry, "*.eml"))
+	if code != exitOK || len(emls) != 2 || f.idp.Requests("refresh_token") != 0 || len(f.srv.Messages()) != 0 {
+		t.Fatalf("exec --dry-run: exit %d, %d captured, %d token requests:\n%s\n%s", code, len(emls), f.idp.Requests("refresh_token"), out, errs)
+	}
 }
 
 func TestProbeAccount(t *testing.T) {
