@@ -308,6 +308,29 @@ func TestOAuth2InvalidGrant(t *testing.T) {
 	}
 }
 
+// TestOAuth2InvalidGrantQueued: mail.send through an account whose
+// refresh token was revoked is deferred, and queue show gives the advice.
+func TestOAuth2InvalidGrantQueued(t *testing.T) {
+	t.Parallel()
+	f := newOAuthFixture(t, oauthOpts{})
+	f.idp.RevokeAll()
+	writeFile(t, filepath.Join(f.dir, "q.lua"), `
+local mail = require("mail")
+print((mail.send(mail.message{ from = "reports@contoso.test", to = "ops@contoso.test", subject = "queued", text = "ok" })))`)
+	r := f.bin(t, "exec", "-c", "mailbot.yaml", "--deliver", "q.lua")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "1 message(s) deferred") {
+		t.Fatalf("exec --deliver: %v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	r = f.bin(t, "queue", "-c", "mailbot.yaml", "show", id)
+	if r.code != 0 || !strings.Contains(r.stdout, "invalid_grant") || !strings.Contains(r.stdout, "run `mailbot oauth login m365`") {
+		t.Fatalf("queue show lacks the advice: %v", r)
+	}
+	if len(f.srv.Messages()) != 0 {
+		t.Error("a message was delivered")
+	}
+}
+
 // TestOAuth2DryRunAsksNoToken: --dry-run never contacts the provider.
 func TestOAuth2DryRunAsksNoToken(t *testing.T) {
 	t.Parallel()
