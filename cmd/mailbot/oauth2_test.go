@@ -37,7 +37,7 @@ const (
 	oauthUser        = "reports@contoso.test"
 	oauthSeedEnv     = "IDP_REFRESH_TOKEN"
 	oauthSecretEnv   = "IDP_CLIENT_SECRET"
-	oauthClientSecet = "cl1ent-s3cret-value"
+	oauthClientSecret = "cl1ent-s3cret-value"
 )
 
 // oauthOpts shape an oauthFixture.
@@ -102,8 +102,8 @@ func newOAuthFixture(t *testing.T, o oauthOpts) *oauthFixture {
 	}
 	switch {
 	case o.clientCreds:
-		f.idp.ClientSecret = oauthClientSecet
-		f.env[oauthSecretEnv] = oauthClientSecet
+		f.idp.ClientSecret = oauthClientSecret
+		f.env[oauthSecretEnv] = oauthClientSecret
 		oauth2 += "      grant: client_credentials\n      client_secret_env: " + oauthSecretEnv + "\n"
 	case !o.noSeed:
 		f.seed = f.idp.IssueRefreshToken()
@@ -199,7 +199,7 @@ func (f *oauthFixture) cachedAccessToken(t *testing.T) string {
 // base64, and as the base64 SASL responses that carry them.
 func (f *oauthFixture) secretForms() []string {
 	secrets := append(f.idp.AccessTokens(), f.idp.RefreshTokens()...)
-	secrets = append(secrets, oauthClientSecet)
+	secrets = append(secrets, oauthClientSecret)
 	var forms []string
 	b64 := base64.StdEncoding.EncodeToString
 	for _, s := range secrets {
