@@ -34,9 +34,9 @@ import (
 // client secret.
 
 const (
-	oauthUser        = "reports@contoso.test"
-	oauthSeedEnv     = "IDP_REFRESH_TOKEN"
-	oauthSecretEnv   = "IDP_CLIENT_SECRET"
+	oauthUser         = "reports@contoso.test"
+	oauthSeedEnv      = "IDP_REFRESH_TOKEN"
+	oauthSecretEnv    = "IDP_CLIENT_SECRET"
 	oauthClientSecret = "cl1ent-s3cret-value"
 )
 
