@@ -108,9 +108,10 @@ func writeCertPEM(path string, cert *x509.Certificate) error {
 // functions read the secret only when a script logs in, so an unset
 // variable fails that account's logins and nothing else. Accounts with an
 // oauth2 section get an OAuth2 token source instead of a password, with
-// its cache under state_dir/oauth. dev may be nil
-// when no dev server runs (dry runs redirect every connection anyway).
-func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, bool)) (map[string]luabind.Account, error) {
+// its cache under state_dir/oauth; its refreshes are logged to logger
+// (never a token; nil logs nothing). dev may be nil when no dev server runs
+// (dry runs redirect every connection anyway).
+func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, bool), logger *slog.Logger) (map[string]luabind.Account, error) {
 	out := make(map[string]luabind.Account, len(cfg.Accounts))
 	for name, a := range cfg.Accounts {
 		if a == nil {
@@ -132,7 +133,7 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 		if a.OAuth2 != nil {
 			// One source per account; sources of the same account share
 			// the cache file's lock process-wide (see package oauth).
-			src, err := cfg.oauthSource(name, getenv)
+			src, err := cfg.oauthSource(name, getenv, logger)
 			if err != nil {
 				return nil, fmt.Errorf("accounts.%s.oauth2: %w", name, err)
 			}
@@ -159,7 +160,6 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 			}
 			acc.Sign = s.Sign
 		}
-		applyTestTokenSource(cfg, name, &acc)
 		if a.Host == DevServerHost {
 			if err := pointAtDev(&acc, cfg, dev); err != nil {
 				return nil, fmt.Errorf("accounts.%s: %w", name, err)

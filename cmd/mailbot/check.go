@@ -18,7 +18,10 @@ import (
 
 const checkDesc = `Validates the config file (strictly: unknown keys, wrong types, bad values,
 inline passwords, unset password variables, unreadable files, DKIM keys that
-cannot sign) and compiles every *.lua script under scripts_dir. Then it loads each script the way
+cannot sign, fallback lists naming unknown accounts, oauth2 sections: provider,
+grant, endpoints, inline or unset client secrets and refresh tokens, and an
+account with neither a cached login nor a refresh token to start from) and
+compiles every *.lua script under scripts_dir. Then it loads each script the way
 "mailbot run" would, without starting anything, so that its trigger
 registrations are checked too (cron specs, durations, time zones, options);
 top-level code that connects with smtp is reported, since it would send mail

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -265,8 +266,9 @@ func (c *Config) oauthCachePath(name string) string {
 	return filepath.Join(c.Resolve(c.StateDir), oauthCacheDir, name+".json")
 }
 
-// oauthConfig builds the oauth.Config of an account's oauth2 section.
-func (c *Config) oauthConfig(name string, o *OAuth2Config, getenv func(string) (string, bool)) oauth.Config {
+// oauthConfig builds the oauth.Config of an account's oauth2 section;
+// logger (nil: none) receives one record per token obtained.
+func (c *Config) oauthConfig(name string, o *OAuth2Config, getenv func(string) (string, bool), logger *slog.Logger) oauth.Config {
 	return oauth.Config{
 		Account:          name,
 		Provider:         o.Provider,
@@ -279,15 +281,16 @@ func (c *Config) oauthConfig(name string, o *OAuth2Config, getenv func(string) (
 		DeviceAuthURL:    o.DeviceAuthorizationURL,
 		RefreshTokenSeed: secretFunc(c, o.RefreshTokenEnv, o.RefreshTokenFile, getenv),
 		CacheDir:         filepath.Join(c.Resolve(c.StateDir), oauthCacheDir),
+		Logger:           logger,
 	}
 }
 
 // oauthSource builds the token source of an account with an oauth2
-// section.
-func (c *Config) oauthSource(name string, getenv func(string) (string, bool)) (*oauth.Source, error) {
+// section, logging its refreshes to logger (nil: not logged).
+func (c *Config) oauthSource(name string, getenv func(string) (string, bool), logger *slog.Logger) (*oauth.Source, error) {
 	a := c.Accounts[name]
 	if a == nil || a.OAuth2 == nil {
 		return nil, fmt.Errorf("account %s has no oauth2 section", name)
 	}
-	return oauth.New(c.oauthConfig(name, a.OAuth2, getenv))
+	return oauth.New(c.oauthConfig(name, a.OAuth2, getenv, logger))
 }

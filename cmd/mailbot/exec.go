@@ -299,7 +299,7 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 			opts.Location = loc
 		}
 		for _, p := range cfg.CheckSecrets(m.lookupEnv) {
-			logger.Error("account password unavailable; logins with this account will fail", "problem", p.String())
+			logger.Error("account credentials unavailable (password, or OAuth2 secret or refresh token); logins with this account will fail", "problem", p.String())
 		}
 		if cfg.DevServer != nil && startDev && (dry == nil || !dry.on) {
 			dev, err := startEmbeddedDev(cfg, logger)
@@ -311,7 +311,7 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 				logger.Info("dev server listening", "addr", dev.addr, "maildir", cfg.Resolve(cfg.DevServer.Maildir), "ca_file", dev.caPath)
 			}
 		}
-		accounts, err := luaAccounts(cfg, env.dev, m.lookupEnv)
+		accounts, err := luaAccounts(cfg, env.dev, m.lookupEnv, logger)
 		if err != nil {
 			return fail(err)
 		}

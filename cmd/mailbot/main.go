@@ -46,7 +46,7 @@ const exitStatusHelp = `Exit status:
   2  invalid config file
   3  connect failed (TCP, greeting, EHLO)
   4  TLS failed (STARTTLS, handshake, certificate)
-  5  authentication failed
+  5  authentication failed (also: no OAuth2 access token could be obtained)
   6  sender refused (MAIL FROM)
   7  recipients refused (RCPT TO)
   8  message refused (DATA)

@@ -70,7 +70,8 @@ func (m *Main) oauthAccount(cfg *Config, name string) (*oauth.Source, bool) {
 		fmt.Fprintf(m.Stderr, "mailbot oauth: account %s has no oauth2 section; it logs in with a password\n", name)
 		return nil, false
 	}
-	src, err := cfg.oauthSource(name, m.lookupEnv)
+	// Not logged: login and status print what happened themselves.
+	src, err := cfg.oauthSource(name, m.lookupEnv, nil)
 	if err != nil {
 		fmt.Fprintf(m.Stderr, "mailbot oauth: %v\n", err)
 		return nil, false

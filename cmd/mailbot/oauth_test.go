@@ -239,7 +239,7 @@ func TestOAuthLoginStatusAndAccounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	accs, err := luaAccounts(cfg, nil, func(string) (string, bool) { return "", false })
+	accs, err := luaAccounts(cfg, nil, func(string) (string, bool) { return "", false }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

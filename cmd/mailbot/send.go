@@ -21,9 +21,11 @@ const sendDesc = `Sends one message, like swaks: connect, STARTTLS, AUTH, MAIL, 
 
 With -c, --account names a configured account (default: default_account);
 its host, TLS mode, user, password source (or OAuth2 token: an account
-with an oauth2 section logs in with XOAUTH2 or OAUTHBEARER, refreshing the
-token once when the server refuses it), CA and sender apply, and the flags
-below override them (--password-env replaces the account's OAuth2 too).
+with an oauth2 section logs in with XOAUTH2 or OAUTHBEARER, with the access
+token cached under <state_dir>/oauth, refreshed before it expires and once
+more when the server refuses it; if the refresh token was revoked, run
+"mailbot oauth login ACCOUNT"), CA and sender apply, and the flags below
+override them (--password-env replaces the account's OAuth2 too).
 An account with a dkim section DKIM-signs the message (in a dry run too).
 Without a config, --server says where to send.
 Passwords never appear on the command line: --password-env names an
@@ -249,7 +251,7 @@ func (m *Main) sendTarget(cfg *Config, f *sendFlags, logger *slog.Logger) (*send
 			}
 			t.dev = dev
 		}
-		accs, err := luaAccounts(&Config{Accounts: map[string]*AccountConfig{accountName: a}, DevServer: cfg.DevServer, StateDir: cfg.StateDir, path: cfg.path, dir: cfg.dir}, t.dev, m.lookupEnv)
+		accs, err := luaAccounts(&Config{Accounts: map[string]*AccountConfig{accountName: a}, DevServer: cfg.DevServer, StateDir: cfg.StateDir, path: cfg.path, dir: cfg.dir}, t.dev, m.lookupEnv, logger)
 		if err != nil {
 			t.dev.Close()
 			return fail("%v", err)

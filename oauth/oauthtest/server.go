@@ -37,6 +37,7 @@ type Server struct {
 
 	mu          sync.Mutex
 	refresh     map[string]bool      // refresh tokens currently valid
+	issuedRT    []string             // every refresh token ever issued
 	access      map[string]time.Time // access token -> expiry
 	nextErr     []errAnswer
 	requests    map[string]int // per grant type
@@ -82,7 +83,26 @@ func (s *Server) IssueRefreshToken() string {
 	defer s.mu.Unlock()
 	rt := newToken("rt")
 	s.refresh[rt] = true
+	s.issuedRT = append(s.issuedRT, rt)
 	return rt
+}
+
+// RevokeAccess invalidates every access token issued so far; refresh
+// tokens stay valid (as when a server stops accepting a token early).
+func (s *Server) RevokeAccess() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for t := range s.access {
+		s.access[t] = time.Time{}
+	}
+}
+
+// RefreshTokens returns every refresh token issued so far, valid or not
+// (for scans of files that must not contain one).
+func (s *Server) RefreshTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issuedRT...)
 }
 
 // RevokeAll invalidates every refresh and access token.
@@ -226,6 +246,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			delete(s.refresh, rt)
 			nrt := newToken("rt")
 			s.refresh[nrt] = true
+			s.issuedRT = append(s.issuedRT, nrt)
 			s.issue(w, nrt)
 			return
 		}
@@ -251,6 +272,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		delete(s.deviceCodes, dc)
 		rt := newToken("rt")
 		s.refresh[rt] = true
+		s.issuedRT = append(s.issuedRT, rt)
 		s.issue(w, rt)
 	default:
 		oauthErr(w, 400, "unsupported_grant_type", grant)
