@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,8 +13,112 @@ import (
 	"time"
 
 	"github.com/mailbot/mailbot/devserver"
+	"github.com/mailbot/mailbot/engine"
 	"github.com/mailbot/mailbot/luabind"
+	"github.com/mailbot/mailbot/outbox"
 )
+
+// dryRunEnv is one dry run's isolation from the real world: the capture
+// server that takes every SMTP connection, and (with a config) the state
+// overlay, <dir>/state, that holds everything mailbot would write to
+// state_dir: the file ledger, mailbot.state, the schedules' last runs and
+// the outbox (with its idempotency keys).
+//
+// The overlay starts afresh, seeded from the real state_dir, at every dry
+// run, so two dry runs in a row do the same thing; the real state_dir is
+// only read. The overlay's lock (<dir>/state/mailbot.lock) keeps two dry
+// runs from sharing one folder at the same time; the real state_dir's lock
+// is neither taken nor created, so a dry run can run beside the daemon.
+//
+// run, exec, send and fire get theirs from setupDryRun (through
+// prepareScripts, which also points scripts, accounts and the outbox at
+// it); engineConfig and lockState then give the engine the overlay.
+type dryRunEnv struct {
+	// dir is the dry-run folder: <time>-<n>.eml and .transcript files.
+	dir string
+	// stateDir is the overlay, <dir>/state; "" without a config.
+	stateDir string
+	// realStateDir is the config's state_dir, only ever read.
+	realStateDir string
+	// lock is held on stateDir until Close.
+	lock    *engine.StateLock
+	capture *capture
+	closed  bool
+}
+
+// dryRunStateDir is the overlay's folder inside the dry-run folder.
+const dryRunStateDir = "state"
+
+// setupDryRun starts the dry run in dir ("" means the default of
+// dryRunFlag.folder): it locks and seeds the state overlay from cfg's
+// state_dir (cfg nil: no overlay, as without a config nothing has state)
+// and starts the capture server. Close undoes it.
+func setupDryRun(cfg *Config, dir string, logger *slog.Logger) (*dryRunEnv, error) {
+	if dir == "" {
+		dir = (&dryRunFlag{on: true}).folder(cfg)
+	}
+	d := &dryRunEnv{dir: dir}
+	if cfg != nil {
+		d.realStateDir = cfg.Resolve(cfg.StateDir)
+		d.stateDir = filepath.Join(dir, dryRunStateDir)
+		lock, err := engine.LockStateDir(d.stateDir)
+		if err != nil {
+			var inUse *engine.StateDirInUseError
+			if errors.As(err, &inUse) {
+				return nil, fmt.Errorf("dry run: folder %s is in use by another dry run (mailbot PID %d); give this one another folder with --dry-run DIR", dir, inUse.PID)
+			}
+			return nil, fmt.Errorf("dry run: %w", err)
+		}
+		d.lock = lock
+		// The outbox overlay starts empty; the real spool is read
+		// through (see outboxOptions).
+		if err := os.RemoveAll(filepath.Join(d.stateDir, "outbox")); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("dry run: clear the outbox overlay: %w", err)
+		}
+		if err := engine.SeedDryRunState(d.realStateDir, d.stateDir); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("dry run: %w", err)
+		}
+	}
+	c, err := startCapture(dir, logger)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.capture = c
+	logger.Info("dry run: nothing leaves this machine and state_dir is only read; messages are written to a folder", "dir", dir, "state_overlay", d.stateDir)
+	return d, nil
+}
+
+// outboxDir is where mail.send queues in the dry run.
+func (d *dryRunEnv) outboxDir() string { return filepath.Join(d.stateDir, "outbox") }
+
+// outboxOptions makes the overlay outbox read the real one through: its
+// idempotency keys count, so a key the real outbox has seen is a
+// duplicate in the dry run as well.
+func (d *dryRunEnv) outboxOptions(o outbox.Options) outbox.Options {
+	o.Base = filepath.Join(d.realStateDir, "outbox")
+	return o
+}
+
+// Close stops the capture server (writing the last transcripts) and
+// releases the overlay. The overlay's files stay, for a look at what the
+// dry run would have written; the next dry run starts them afresh.
+func (d *dryRunEnv) Close() error {
+	if d == nil || d.closed {
+		return nil
+	}
+	d.closed = true
+	var errs []error
+	if d.capture != nil {
+		errs = append(errs, d.capture.Close())
+	}
+	if d.lock != nil {
+		errs = append(errs, d.lock.Release())
+	}
+	return errors.Join(errs...)
+}
 
 // capture is the local SMTP server of a dry run. Every message it accepts
 // is written at once to dir as <timestamp>-<n>.eml; the client-side SMTP

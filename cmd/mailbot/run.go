@@ -50,28 +50,37 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 	}
 	// One daemon per state_dir: a second one would fire every schedule and
 	// handle every file twice. exec, check and queue do not take the lock.
-	lock, err := engine.LockStateDir(cfg.Resolve(cfg.StateDir))
-	if err != nil {
-		fmt.Fprintf(m.Stderr, "mailbot run: %v\n", err)
-		return exitFailure
+	// A dry run runs on an overlay, under the overlay's lock instead, and
+	// may run beside the daemon.
+	var lock *engine.StateLock
+	if !dry.on {
+		l, err := engine.LockStateDir(cfg.Resolve(cfg.StateDir))
+		if err != nil {
+			fmt.Fprintf(m.Stderr, "mailbot run: %v\n", err)
+			return exitFailure
+		}
+		defer l.Release()
+		lock = l
 	}
-	defer lock.Release()
 	env, err := m.prepareScripts(cfg, logger, &dry, true)
 	if err != nil {
 		logger.Error("startup failed", "error", err)
 		return exitFailure
 	}
 	defer env.Close()
-
-	ecfg := engine.Config{
-		ScriptsDir: cfg.Resolve(cfg.ScriptsDir),
-		StateDir:   cfg.Resolve(cfg.StateDir),
-		Workers:    cfg.Workers,
-		RunTimeout: cfg.RunTimeout,
-		Location:   env.lua.Location,
-		Lua:        env.lua,
+	if dry.on {
+		lock = env.stateLock()
+		// What the daemon has waiting in the real outbox, it would
+		// deliver: so does its dry run, to the capture server.
+		if n, err := env.outbox.CopyBaseQueue(); err != nil {
+			logger.Error("startup failed", "error", err)
+			return exitFailure
+		} else if n > 0 {
+			logger.Info("dry run: messages waiting in the real outbox are delivered to the capture server", "messages", n)
+		}
 	}
-	e, err := engine.New(ecfg, engine.WithLogger(logger), engine.WithStateLock(lock))
+
+	e, err := engine.New(env.engineConfig(cfg), engine.WithLogger(logger), engine.WithStateLock(lock))
 	if err != nil {
 		logger.Error("startup failed", "error", err)
 		return exitFailure
