@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -45,6 +46,11 @@ type Account struct {
 	// Fallback names the accounts the outbox tries next when this one
 	// cannot be reached or refuses the session before DATA (outbox only).
 	Fallback []string
+	// Transcript, when set, is called for every new session; the
+	// session's transcript (as smtp.Dialer.Debug writes it, AUTH
+	// redacted) goes to the writer it returns, if not nil. Dry runs use it
+	// to file each message's transcript beside it.
+	Transcript func() io.Writer
 }
 
 // Report counts the outcomes of delivery attempts.
@@ -258,6 +264,17 @@ func (w *worker) connect(ctx context.Context) error {
 	d := w.acct.Dialer
 	if d == nil {
 		d = &smtp.Dialer{}
+	}
+	if w.acct.Transcript != nil {
+		if tw := w.acct.Transcript(); tw != nil {
+			dc := *d // the account's dialer is shared by its sessions
+			if dc.Debug != nil {
+				dc.Debug = io.MultiWriter(dc.Debug, tw)
+			} else {
+				dc.Debug = tw
+			}
+			d = &dc
+		}
 	}
 	c, err := d.Dial(ctx, w.acct.Addr)
 	if err != nil {
