@@ -6,14 +6,20 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailbot/mailbot/engine"
 )
 
 // dryRunFixture is a deployment with real state worth protecting: a file
@@ -22,6 +28,7 @@ import (
 // queued message with an idempotency key.
 type dryRunFixture struct {
 	dir, state, drop string
+	idpHits          atomic.Int64 // requests to the OAuth2 token endpoint
 }
 
 const dryRunConfig = `scripts_dir: scripts
@@ -34,6 +41,15 @@ accounts:
     username: bot
     password_env: RELAY_PASSWORD
     from: bot@example.com
+  m365:
+    host: smtp.example.invalid
+    username: bot@example.com
+    from: bot@example.com
+    oauth2:
+      provider: generic
+      token_url: %s
+      client_id: mailbot-test
+      refresh_token_env: M365_REFRESH
 `
 
 // dropsScript handles three kinds of drops: *.csv moved to done/ after a
@@ -88,15 +104,27 @@ c:quit()
 mail.send(mail.message{ from = "bot@example.com", to = "ops@example.com", subject = "exec queued", text = "x" }, { key = "exec-1" })
 local _, dup = mail.send(mail.message{ from = "bot@example.com", to = "ops@example.com", subject = "report again", text = "x" }, { key = "report-1" })
 assert(dup, "the real outbox's key must count in a dry run")
+-- An OAuth2 account: no token is asked for, none is cached.
+local o = smtp.connect{ account = "m365" }
+o:login()
+o:sendmail("bot@example.com", { "ops@example.com" }, "From: bot@example.com\r\nTo: ops@example.com\r\nSubject: exec oauth2 direct\r\n\r\nhi\r\n")
+o:quit()
+mail.send(mail.message{ from = "bot@example.com", to = "ops@example.com", subject = "exec oauth2 queued", text = "x" }, { account = "m365" })
 `
 
-var dryRunEnvVars = []string{"RELAY_PASSWORD=secret"}
+var dryRunEnvVars = []string{"RELAY_PASSWORD=secret", "M365_REFRESH=refresh-token-seed"}
 
 func newDryRunFixture(t *testing.T) *dryRunFixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &dryRunFixture{dir: dir, state: filepath.Join(dir, "state"), drop: filepath.Join(dir, "drop")}
-	writeFile(t, filepath.Join(dir, "mailbot.yaml"), dryRunConfig)
+	// The identity provider must never hear from a dry run.
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.idpHits.Add(1)
+		http.Error(w, "a dry run asked for a token", http.StatusTeapot)
+	}))
+	t.Cleanup(idp.Close)
+	writeFile(t, filepath.Join(dir, "mailbot.yaml"), fmt.Sprintf(dryRunConfig, idp.URL+"/token"))
 	writeFile(t, filepath.Join(dir, "scripts", "drops.lua"), dropsScript)
 	writeFile(t, filepath.Join(dir, "scripts", "sched.lua"), schedScript)
 	writeFile(t, filepath.Join(dir, "tools", "queue.lua"), queueScript)
@@ -253,7 +281,7 @@ func TestDryRunLeavesRealStateUnchanged(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exec --dry-run: %v", r)
 	}
-	if got := capturedSubjects(t, emlFiles(t, out)[n:]); fmt.Sprint(got) != "[exec direct exec queued]" {
+	if got := capturedSubjects(t, emlFiles(t, out)[n:]); fmt.Sprint(got) != "[exec direct exec oauth2 direct exec oauth2 queued exec queued]" {
 		t.Errorf("exec --dry-run captured %q", got)
 	}
 	if got := f.digest(t); got != before {
@@ -266,11 +294,19 @@ func TestDryRunLeavesRealStateUnchanged(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("send --dry-run: %v", r)
 	}
-	if got := capturedSubjects(t, emlFiles(t, out)[n:]); fmt.Sprint(got) != "[one-off]" {
+	r = mailbot(t, f.dir, dryRunEnvVars, "send", "-c", "mailbot.yaml", "--account", "m365", "--from", "bot@example.com",
+		"--to", "ops@example.com", "--subject", "one-off oauth2", "--body", "hi", "--dry-run", out)
+	if r.code != 0 {
+		t.Fatalf("send --dry-run --account m365: %v", r)
+	}
+	if got := capturedSubjects(t, emlFiles(t, out)[n:]); fmt.Sprint(got) != "[one-off one-off oauth2]" {
 		t.Errorf("send --dry-run captured %q", got)
 	}
 	if got := f.digest(t); got != before {
 		t.Fatalf("send --dry-run changed the real state")
+	}
+	if n := f.idpHits.Load(); n != 0 {
+		t.Errorf("the dry runs made %d request(s) to the identity provider", n)
 	}
 }
 
@@ -302,5 +338,66 @@ func TestDryRunTwiceSameMessages(t *testing.T) {
 	}
 	if fmt.Sprint(names) != "[dry-run files ledger.jsonl outbox state]" {
 		t.Errorf("state_dir holds %v: a dry run may add only dry-run/ (no mailbot.lock)", names)
+	}
+}
+
+// TestDryRunBesideDaemon: a dry run neither takes nor needs the real
+// state_dir's lock, so it runs while the daemon holds it.
+func TestDryRunBesideDaemon(t *testing.T) {
+	t.Parallel()
+	f := newDryRunFixture(t)
+	lock, err := engine.LockStateDir(f.state) // the daemon's lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	out := filepath.Join(f.dir, "captured")
+	f.runDry(t, out, len(runDryWant))
+	if got := capturedSubjects(t, emlFiles(t, out)); fmt.Sprint(got) != fmt.Sprint(runDryWant) {
+		t.Errorf("captured %q, want %q", got, runDryWant)
+	}
+}
+
+// TestSetupDryRun checks the overlay: seeded afresh from state_dir at each
+// setup (what an earlier dry run left is gone), locked so that a second dry
+// run cannot share the folder, and free again after Close.
+func TestSetupDryRun(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := &Config{StateDir: "state", dir: dir}
+	state := filepath.Join(dir, "state")
+	writeFile(t, filepath.Join(state, "state", "s.json"), `{"n": 1}`+"\n")
+	writeFile(t, filepath.Join(state, "ledger.jsonl"), "")
+	logger := slog.New(slog.DiscardHandler)
+	out := filepath.Join(dir, "dry")
+	stale := filepath.Join(out, "state", "state", "stale.json")
+	writeFile(t, stale, `{"left": "by an earlier dry run"}`+"\n")
+	writeFile(t, filepath.Join(out, "state", "outbox", "queue", "x"), "an earlier dry run's message")
+
+	d, err := setupDryRun(cfg, out, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "state", "state", "s.json")); err != nil || string(b) != `{"n": 1}`+"\n" {
+		t.Errorf("overlay not seeded: %q %v", b, err)
+	}
+	for _, p := range []string{stale, filepath.Join(out, "state", "outbox")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s survived the new dry run's setup: %v", p, err)
+		}
+	}
+	if _, err := setupDryRun(cfg, out, logger); err == nil || !strings.Contains(err.Error(), "in use by another dry run") {
+		t.Errorf("a second dry run into the same folder: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err = setupDryRun(cfg, out, logger)
+	if err != nil {
+		t.Fatalf("after Close: %v", err)
+	}
+	d.Close()
+	if _, err := os.Stat(filepath.Join(state, engine.LockFileName)); !os.IsNotExist(err) {
+		t.Errorf("the real state_dir got a lock file: %v", err)
 	}
 }
