@@ -30,11 +30,14 @@ mail.send queues into the outbox (<state_dir>/outbox); the next "mailbot run"
 delivers it, or --deliver delivers it before exec exits. mailbot.state
 works but is kept in memory only.
 
-With --dry-run nothing leaves the machine: every SMTP connection goes to a
-local capture server, and each message is written to the dry-run folder as
-<time>-<n>.eml with its SMTP transcript in <time>-<n>.transcript.
-"--dry-run DIR" chooses the folder (default <state_dir>/dry-run with -c,
-./dry-run without).
+With --dry-run nothing leaves the machine and nothing real changes: every
+SMTP connection goes to a local capture server, and each message is written
+to the dry-run folder as <time>-<n>.eml with its SMTP transcript in
+<time>-<n>.transcript. mail.send queues into an outbox of the dry run's own
+(<dry-run folder>/state/outbox, delivered to the capture server before exec
+exits), which knows the real outbox's idempotency keys; state_dir is only
+read. "--dry-run DIR" chooses the folder (default <state_dir>/dry-run with
+-c, ./dry-run without).
 
 ` + exitStatusHelp
 

@@ -20,10 +20,15 @@ started in-process and accounts with "host: dev_server" send to it.
 An account whose password variable or file is missing is logged as an
 error at startup; mailbot still starts and only that account's logins fail.
 
-With --dry-run nothing leaves the machine: every SMTP connection goes to a
-local capture server, and each message is written to the dry-run folder
-(default <state_dir>/dry-run) as <time>-<n>.eml with its SMTP transcript in
-<time>-<n>.transcript.`
+With --dry-run nothing leaves the machine and nothing real changes: every
+SMTP connection goes to a local capture server, and each message (from
+c:sendmail or mail.send) is written to the dry-run folder (default
+<state_dir>/dry-run) as <time>-<n>.eml with its SMTP transcript in
+<time>-<n>.transcript. What mailbot would write to state_dir (file ledger,
+mailbot.state, last runs, outbox) goes to <dry-run folder>/state, seeded
+from state_dir at each start; state_dir is only read and not locked, so a
+dry run can run beside the daemon. Dropped files stay where they are: the
+log says where after = "move:..."/"delete" or failed/ would have put them.`
 
 // cmdRun implements "mailbot run".
 func (m *Main) cmdRun(ctx context.Context, args []string) int {
