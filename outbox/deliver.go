@@ -53,6 +53,10 @@ type Account struct {
 	Transcript func() io.Writer
 }
 
+// ErrDelivering is returned by Deliver and DeliverOnce while another
+// Deliver or DeliverOnce of the same Outbox runs.
+var ErrDelivering = errors.New("outbox: Deliver is already running")
+
 // Report counts the outcomes of delivery attempts.
 type Report struct {
 	Sent     int // messages delivered to every remaining recipient
@@ -70,7 +74,7 @@ func (o *Outbox) Deliver(ctx context.Context, accounts map[string]Account) error
 		return errSkipRecovery
 	}
 	if !o.deliverMu.TryLock() {
-		return errors.New("outbox: Deliver is already running")
+		return ErrDelivering
 	}
 	defer o.deliverMu.Unlock()
 	if err := o.rescan(); err != nil {
@@ -112,7 +116,7 @@ func (o *Outbox) DeliverOnce(ctx context.Context, accounts map[string]Account) (
 		return Report{}, errSkipRecovery
 	}
 	if !o.deliverMu.TryLock() {
-		return Report{}, errors.New("outbox: Deliver is already running")
+		return Report{}, ErrDelivering
 	}
 	defer o.deliverMu.Unlock()
 	if err := o.rescan(); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -100,6 +101,34 @@ func (d *dryRunEnv) outboxDir() string { return filepath.Join(d.stateDir, "outbo
 func (d *dryRunEnv) outboxOptions(o outbox.Options) outbox.Options {
 	o.Base = filepath.Join(d.realStateDir, "outbox")
 	return o
+}
+
+// deliverAtOnce is a dry run's mail.send (exec, fire): it queues into the
+// overlay outbox and delivers to the capture server before returning. Under
+// run --dry-run the outbox's delivery loop does that instead (run gives the
+// engine the outbox itself): DeliverOnce would find the loop running and
+// report outbox.ErrDelivering, which is ignored.
+type deliverAtOnce struct {
+	ob       *outbox.Outbox
+	accounts map[string]outbox.Account
+	log      *slog.Logger
+}
+
+// Enqueue implements luabind.Enqueuer.
+func (d *deliverAtOnce) Enqueue(ctx context.Context, env outbox.Envelope, data []byte) (string, bool, error) {
+	id, dup, err := d.ob.Enqueue(ctx, env, data)
+	if err != nil || dup {
+		return id, dup, err
+	}
+	rep, derr := d.ob.DeliverOnce(ctx, d.accounts)
+	switch {
+	case errors.Is(derr, outbox.ErrDelivering):
+	case derr != nil:
+		d.log.Warn("dry run: delivering to the capture server", "id", id, "error", derr)
+	case rep.Deferred > 0 || rep.Bounced > 0:
+		d.log.Warn("dry run: the capture server did not take every message; see the .transcript files", "deferred", rep.Deferred, "bounced", rep.Bounced)
+	}
+	return id, dup, nil
 }
 
 // Close stops the capture server (writing the last transcripts) and

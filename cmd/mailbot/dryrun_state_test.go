@@ -112,6 +112,13 @@ o:quit()
 mail.send(mail.message{ from = "bot@example.com", to = "ops@example.com", subject = "exec oauth2 queued", text = "x" }, { account = "m365" })
 `
 
+// failScript queues a message and then fails: in a dry run the message is
+// in the dry-run folder all the same, as mail.send delivers at once.
+const failScript = `local mail = require("mail")
+mail.send(mail.message{ from = "bot@example.com", to = "ops@example.com", subject = "queued before failing", text = "x" })
+local f = io.open("/sentinel")  -- io is not there under strict: the script fails here
+`
+
 var dryRunEnvVars = []string{"RELAY_PASSWORD=secret", "M365_REFRESH=refresh-token-seed"}
 
 func newDryRunFixture(t *testing.T) *dryRunFixture {
@@ -129,6 +136,7 @@ func newDryRunFixture(t *testing.T) *dryRunFixture {
 	writeFile(t, filepath.Join(dir, "scripts", "sched.lua"), schedScript)
 	writeFile(t, filepath.Join(dir, "tools", "queue.lua"), queueScript)
 	writeFile(t, filepath.Join(dir, "tools", "exec.lua"), execScript)
+	writeFile(t, filepath.Join(dir, "tools", "fail.lua"), failScript)
 	// The real outbox: one queued message with key report-1 (the relay
 	// does not exist; nothing tries to deliver it here).
 	if r := mailbot(t, dir, dryRunEnvVars, "exec", "-c", "mailbot.yaml", "tools/queue.lua"); r.code != 0 {
@@ -286,6 +294,13 @@ func TestDryRunLeavesRealStateUnchanged(t *testing.T) {
 	}
 	if got := f.digest(t); got != before {
 		t.Fatalf("exec --dry-run changed the real state")
+	}
+	n = len(emlFiles(t, out))
+	if r := mailbot(t, f.dir, dryRunEnvVars, "exec", "-c", "mailbot.yaml", "--dry-run", out, "tools/fail.lua"); r.code == 0 {
+		t.Fatalf("tools/fail.lua should fail: %v", r)
+	}
+	if got := capturedSubjects(t, emlFiles(t, out)[n:]); fmt.Sprint(got) != "[queued before failing]" {
+		t.Errorf("exec --dry-run of a failing script captured %q", got)
 	}
 
 	n = len(emlFiles(t, out))

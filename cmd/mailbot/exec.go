@@ -360,6 +360,11 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 			}
 			env.delivery[name] = oa
 		}
+		if env.dry != nil {
+			// A dry run's mail.send delivers at once, so each message
+			// is in the dry-run folder when mail.send returns.
+			opts.Outbox = &deliverAtOnce{ob: ob, accounts: env.delivery, log: logger}
+		}
 	}
 	env.lua = opts
 	return env, nil

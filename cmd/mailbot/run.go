@@ -74,6 +74,9 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 	}
 	defer env.Close()
 	if dry.on {
+		// The delivery loop below delivers at once what scripts queue;
+		// mail.send must not deliver by itself beside it.
+		env.lua.Outbox = env.outbox
 		lock = env.stateLock()
 		// What the daemon has waiting in the real outbox, it would
 		// deliver: so does its dry run, to the capture server.
