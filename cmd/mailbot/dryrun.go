@@ -61,6 +61,9 @@ func setupDryRun(cfg *Config, dir string, logger *slog.Logger) (*dryRunEnv, erro
 	d := &dryRunEnv{dir: dir}
 	if cfg != nil {
 		d.realStateDir = cfg.Resolve(cfg.StateDir)
+		if err := checkDryRunFolder(dir, d.realStateDir); err != nil {
+			return nil, err
+		}
 		d.stateDir = filepath.Join(dir, dryRunStateDir)
 		lock, err := engine.LockStateDir(d.stateDir)
 		if err != nil {
@@ -90,6 +93,34 @@ func setupDryRun(cfg *Config, dir string, logger *slog.Logger) (*dryRunEnv, erro
 	d.capture = c
 	logger.Info("dry run: nothing leaves this machine and state_dir is only read; messages are written to a folder", "dir", dir, "state_overlay", d.stateDir)
 	return d, nil
+}
+
+// checkDryRunFolder refuses a dry-run folder that would put the dry run's
+// files among the real state: state_dir itself, a folder holding it, or a
+// folder inside what mailbot keeps there. Any other folder in state_dir
+// (the default dry-run/, or dry-run-2/) is the dry run's own.
+func checkDryRunFolder(dir, stateDir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("dry run: folder %s: %w", dir, err)
+	}
+	state, err := filepath.Abs(stateDir)
+	if err != nil {
+		return fmt.Errorf("dry run: state_dir %s: %w", stateDir, err)
+	}
+	within := func(p, parent string) bool {
+		rel, err := filepath.Rel(parent, p)
+		return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+	}
+	if within(state, abs) {
+		return fmt.Errorf("dry run: folder %s holds state_dir %s; choose a folder of its own (default %s)", dir, stateDir, filepath.Join(stateDir, "dry-run"))
+	}
+	for _, owned := range []string{"state", "outbox", "oauth", filesArea, engine.LockFileName, "ledger.jsonl"} {
+		if within(abs, filepath.Join(state, owned)) {
+			return fmt.Errorf("dry run: folder %s is inside mailbot's state (%s); choose a folder of its own (default %s)", dir, filepath.Join(stateDir, owned), filepath.Join(stateDir, "dry-run"))
+		}
+	}
+	return nil
 }
 
 // outboxDir is where mail.send queues in the dry run.

@@ -415,4 +415,24 @@ func TestSetupDryRun(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, engine.LockFileName)); !os.IsNotExist(err) {
 		t.Errorf("the real state_dir got a lock file: %v", err)
 	}
+
+	for _, tc := range []struct {
+		dir string
+		ok  bool
+	}{
+		{state, false},
+		{dir, false},
+		{filepath.Join(state, "state", "x"), false},
+		{filepath.Join(state, "outbox"), false},
+		{filepath.Join(state, "files", "dry"), false},
+		{filepath.Join(state, "dry-run"), true},
+		{filepath.Join(state, "dry-run-2"), true},
+		{filepath.Join(dir, "elsewhere"), true},
+	} {
+		d, err := setupDryRun(cfg, tc.dir, logger)
+		if (err == nil) != tc.ok {
+			t.Errorf("setupDryRun(%s): %v, want ok %v", tc.dir, err, tc.ok)
+		}
+		d.Close()
+	}
 }

@@ -34,9 +34,8 @@ With --dry-run nothing leaves the machine and nothing real changes: every
 SMTP connection goes to a local capture server, and each message is written
 to the dry-run folder as <time>-<n>.eml with its SMTP transcript in
 <time>-<n>.transcript. mail.send queues into an outbox of the dry run's own
-(<dry-run folder>/state/outbox, delivered to the capture server before exec
-exits), which knows the real outbox's idempotency keys; state_dir is only
-read. "--dry-run DIR" chooses the folder (default <state_dir>/dry-run with
+(<dry-run folder>/state/outbox, delivered to the capture server at once),
+which knows the real outbox's idempotency keys; state_dir is only read. "--dry-run DIR" chooses the folder (default <state_dir>/dry-run with
 -c, ./dry-run without).
 
 ` + exitStatusHelp
