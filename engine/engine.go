@@ -46,6 +46,13 @@ type Config struct {
 	// environment, logger. ScriptsDir, BaseDir and ScriptName are set per
 	// script by the engine.
 	Lua luabind.Options
+	// DryRun makes the engine touch no file outside StateDir: dropped
+	// files are read where they are and never moved, deleted or renamed
+	// (the after action and the failed/ move are logged as what would
+	// happen), and missing drop folders are not created. StateDir is then
+	// meant to be an overlay seeded from the real state directory with
+	// SeedDryRunState, so that the real one is never written.
+	DryRun bool
 }
 
 // Option customises an Engine.

@@ -152,6 +152,14 @@ type FileTriggerOptions struct {
 	// filesystem event has been taken into account. Tests driving a
 	// FakeClock use it to know when they may Advance.
 	Observed func(path string, op Op)
+	// ObserveOnly is the dry-run mode: files are read where they are and
+	// never moved, deleted or renamed. Complete reports what the after
+	// action or the failure handling would have done (Disposition.DryRun)
+	// without doing it, and writes no .error note; a file the ledger
+	// knows as done is not finished off either. The ledger, when set, is
+	// still written (a dry run gives it an overlay copy), so a file is
+	// handed over once per dry run.
+	ObserveOnly bool
 
 	// source replaces the watcher's fsnotify source; tests inject events
 	// and errors through it.
@@ -205,6 +213,9 @@ type Disposition struct {
 	Path string
 	// RetryAt is when a retried file will be handed over again.
 	RetryAt time.Time
+	// DryRun is set under FileTriggerOptions.ObserveOnly: Action and Path
+	// say what would have happened; the file is still where it was.
+	DryRun bool
 }
 
 // FileTrigger turns a drop folder into a stream of complete files. A file
@@ -843,7 +854,7 @@ func (t *FileTrigger) hash(j fileJob) fileResult {
 		}
 		if ok {
 			res.kind = resSeen
-			if e.Outcome == OutcomeDone {
+			if e.Outcome == OutcomeDone && !t.opts.ObserveOnly {
 				// Handled before a crash cut the after action short:
 				// finish it now, without running the handler again.
 				if _, err := t.applyAfter(j.path); err != nil {
@@ -899,7 +910,7 @@ func (t *FileTrigger) Complete(rf ReadyFile, handlerErr error) (Disposition, err
 		}
 		delay := t.spec.Backoff.Delay(rf.Attempt)
 		t.notify(completion{path: rf.Path, retry: true, delay: delay})
-		return Disposition{Action: "retry", Path: rf.Path, RetryAt: t.clock.Now().Add(delay)}, err
+		return Disposition{Action: "retry", Path: rf.Path, RetryAt: t.clock.Now().Add(delay), DryRun: t.opts.ObserveOnly}, err
 	}
 	dest, err := t.moveToFailed(rf, handlerErr)
 	var errs []error
@@ -917,7 +928,7 @@ func (t *FileTrigger) Complete(rf ReadyFile, handlerErr error) (Disposition, err
 	if dest == "" {
 		dest = rf.Path
 	}
-	return Disposition{Action: "failed", Path: dest}, errors.Join(errs...)
+	return Disposition{Action: "failed", Path: dest, DryRun: t.opts.ObserveOnly}, errors.Join(errs...)
 }
 
 // notify tells the loop a file is finished and waits until the loop has
@@ -932,8 +943,19 @@ func (t *FileTrigger) notify(c completion) {
 	}
 }
 
-// applyAfter carries out the after action for a handled file.
+// applyAfter carries out the after action for a handled file (under
+// ObserveOnly, says what it would do).
 func (t *FileTrigger) applyAfter(path string) (Disposition, error) {
+	if t.opts.ObserveOnly {
+		d := Disposition{Action: "kept", Path: path, DryRun: true}
+		switch t.spec.After.Kind {
+		case AfterDelete:
+			d.Action = "deleted"
+		case AfterMove:
+			d.Action, d.Path = "moved", wouldMoveTo(path, t.afterDir(path))
+		}
+		return d, nil
+	}
 	switch t.spec.After.Kind {
 	case AfterDelete:
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -941,10 +963,7 @@ func (t *FileTrigger) applyAfter(path string) (Disposition, error) {
 		}
 		return Disposition{Action: "deleted", Path: path}, nil
 	case AfterMove:
-		dir := t.spec.After.Dir
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(filepath.Dir(path), dir)
-		}
+		dir := t.afterDir(path)
 		dest, err := moveNoClobber(path, dir)
 		if err != nil {
 			return Disposition{}, fmt.Errorf("engine: on_file: move %q to %s: %w", path, dir, err)
@@ -954,9 +973,22 @@ func (t *FileTrigger) applyAfter(path string) (Disposition, error) {
 	return Disposition{Action: "kept", Path: path}, nil
 }
 
-// moveToFailed moves the file into failed/ beside it and writes the note.
+// afterDir is the folder a handled file at path moves to (AfterMove).
+func (t *FileTrigger) afterDir(path string) string {
+	dir := t.spec.After.Dir
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(filepath.Dir(path), dir)
+	}
+	return dir
+}
+
+// moveToFailed moves the file into failed/ beside it and writes the note
+// (under ObserveOnly, returns where it would go and does neither).
 func (t *FileTrigger) moveToFailed(rf ReadyFile, handlerErr error) (string, error) {
 	dir := filepath.Join(filepath.Dir(rf.Path), FailedDir)
+	if t.opts.ObserveOnly {
+		return wouldMoveTo(rf.Path, dir), nil
+	}
 	dest, err := moveNoClobber(rf.Path, dir)
 	if err != nil {
 		return "", fmt.Errorf("engine: on_file: move %q to %s: %w", rf.Path, dir, err)

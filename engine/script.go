@@ -459,7 +459,12 @@ func (s *script) close() {
 // hands each complete file to the handler, one at a time (overlap "queue":
 // no dropped file is ever skipped).
 func (e *Engine) startFileTrigger(fr *fileRun) {
-	if err := os.MkdirAll(fr.spec.Dir, 0o755); err != nil {
+	if e.cfg.DryRun {
+		if st, err := os.Stat(fr.spec.Dir); err != nil || !st.IsDir() {
+			e.log.Warn("dry run: drop folder missing; a real run would create it, this one does not watch it", "script", fr.s.name, "dir", fr.spec.Dir)
+			return
+		}
+	} else if err := os.MkdirAll(fr.spec.Dir, 0o755); err != nil {
 		e.log.Error("creating drop folder", "script", fr.s.name, "dir", fr.spec.Dir, "error", err)
 		return
 	}
@@ -468,7 +473,7 @@ func (e *Engine) startFileTrigger(fr *fileRun) {
 	if fr.s.stopped { // retired or shut down before it could start
 		return
 	}
-	ft, err := NewFileTrigger(fr.spec, FileTriggerOptions{Clock: e.clock, Ledger: e.ledger, Hub: e.hub})
+	ft, err := NewFileTrigger(fr.spec, FileTriggerOptions{Clock: e.clock, Ledger: e.ledger, Hub: e.hub, ObserveOnly: e.cfg.DryRun})
 	if err != nil {
 		e.log.Error("file trigger", "script", fr.s.name, "trigger", fr.label, "error", err)
 		return
@@ -529,6 +534,10 @@ func (e *Engine) handleFile(fr *fileRun, rf ReadyFile) {
 	d, cerr := fr.ft.Complete(rf, err)
 	if cerr != nil {
 		e.log.Error("finishing file", "script", fr.s.name, "path", rf.Path, "error", cerr)
+		return
+	}
+	if d.DryRun {
+		e.log.Info("dry run: file handled and left in place", "script", fr.s.name, "path", rf.Path, "would_be", d.Action, "would_be_at", d.Path)
 		return
 	}
 	e.log.Info("file handled", "script", fr.s.name, "path", rf.Path, "action", d.Action, "now_at", d.Path)

@@ -3,6 +3,7 @@ package luabind
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 
@@ -54,11 +55,16 @@ func (a Account) OutboxAccount(dry *DryRun) (outbox.Account, error) {
 		d.Timeout, d.CommandTimeout = a.Timeout, a.Timeout
 	}
 	addr := net.JoinHostPort(a.Host, strconv.Itoa(port))
+	var transcript func() io.Writer
 	if dry != nil {
 		cfg.RootCAs, cfg.ServerName = dry.RootCAs, "localhost"
 		d.TLSFingerprints = nil
 		if d.TLS == smtp.TLSImplicit {
 			d.TLS = smtp.TLSStartTLS
+		}
+		if dry.Transcript != nil {
+			meant := addr
+			transcript = func() io.Writer { return dry.Transcript(meant) }
 		}
 		addr = dry.Addr
 	}
@@ -85,5 +91,6 @@ func (a Account) OutboxAccount(dry *DryRun) (outbox.Account, error) {
 	// Dry runs sign too, so the captured .eml shows the signature.
 	oa.Sign = a.Sign
 	oa.Fallback = a.Fallback
+	oa.Transcript = transcript
 	return oa, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -45,7 +46,16 @@ type Account struct {
 	// Fallback names the accounts the outbox tries next when this one
 	// cannot be reached or refuses the session before DATA (outbox only).
 	Fallback []string
+	// Transcript, when set, is called for every new session; the
+	// session's transcript (as smtp.Dialer.Debug writes it, AUTH
+	// redacted) goes to the writer it returns, if not nil. Dry runs use it
+	// to file each message's transcript beside it.
+	Transcript func() io.Writer
 }
+
+// ErrDelivering is returned by Deliver and DeliverOnce while another
+// Deliver or DeliverOnce of the same Outbox runs.
+var ErrDelivering = errors.New("outbox: Deliver is already running")
 
 // Report counts the outcomes of delivery attempts.
 type Report struct {
@@ -64,7 +74,7 @@ func (o *Outbox) Deliver(ctx context.Context, accounts map[string]Account) error
 		return errSkipRecovery
 	}
 	if !o.deliverMu.TryLock() {
-		return errors.New("outbox: Deliver is already running")
+		return ErrDelivering
 	}
 	defer o.deliverMu.Unlock()
 	if err := o.rescan(); err != nil {
@@ -106,7 +116,7 @@ func (o *Outbox) DeliverOnce(ctx context.Context, accounts map[string]Account) (
 		return Report{}, errSkipRecovery
 	}
 	if !o.deliverMu.TryLock() {
-		return Report{}, errors.New("outbox: Deliver is already running")
+		return Report{}, ErrDelivering
 	}
 	defer o.deliverMu.Unlock()
 	if err := o.rescan(); err != nil {
@@ -258,6 +268,17 @@ func (w *worker) connect(ctx context.Context) error {
 	d := w.acct.Dialer
 	if d == nil {
 		d = &smtp.Dialer{}
+	}
+	if w.acct.Transcript != nil {
+		if tw := w.acct.Transcript(); tw != nil {
+			dc := *d // the account's dialer is shared by its sessions
+			if dc.Debug != nil {
+				dc.Debug = io.MultiWriter(dc.Debug, tw)
+			} else {
+				dc.Debug = tw
+			}
+			d = &dc
+		}
 	}
 	c, err := d.Dial(ctx, w.acct.Addr)
 	if err != nil {

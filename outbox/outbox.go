@@ -89,6 +89,12 @@ type Options struct {
 	// Delete, Requeue and RequeueCorrupt change only the message they
 	// name.
 	SkipRecovery bool
+	// Base names another spool that this one overlays, for dry runs: it
+	// is only read, never written or locked. Its idempotency keys count
+	// as this spool's: a key the base knows, within KeyRetention and with
+	// its message still there, makes Enqueue report a duplicate. See also
+	// CopyBaseQueue.
+	Base string
 }
 
 func (o *Options) setDefaults() error {
@@ -511,7 +517,18 @@ func (o *Outbox) failPending(answers []enqRes, batch []*enqReq, p *pending, err 
 // A key whose message is gone entirely (deleted by an operator, or never
 // made durable before a crash) does not block a new enqueue.
 func (o *Outbox) lookupKey(kn string, now time.Time) (string, bool) {
-	b, err := os.ReadFile(filepath.Join(o.dir, dirKeys, kn))
+	if id, ok := lookupKeyIn(o.dir, kn, now, o.opts.KeyRetention); ok {
+		return id, true
+	}
+	if o.opts.Base != "" {
+		return lookupKeyIn(o.opts.Base, kn, now, o.opts.KeyRetention)
+	}
+	return "", false
+}
+
+// lookupKeyIn is lookupKey in the spool at dir.
+func lookupKeyIn(dir, kn string, now time.Time, retention time.Duration) (string, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, dirKeys, kn))
 	if err != nil {
 		return "", false
 	}
@@ -519,11 +536,12 @@ func (o *Outbox) lookupKey(kn string, now time.Time) (string, bool) {
 	if json.Unmarshal(b, &kr) != nil || !validID(kr.ID) {
 		return "", false
 	}
-	if now.Sub(kr.Created) >= o.opts.KeyRetention {
+	if now.Sub(kr.Created) >= retention {
 		return "", false
 	}
+	base := &Outbox{dir: dir}
 	for _, s := range []State{StateQueued, StateSent, StateDead} {
-		if _, err := os.Stat(o.path(s, kr.ID)); err == nil {
+		if _, err := os.Stat(base.path(s, kr.ID)); err == nil {
 			return kr.ID, true
 		}
 	}
@@ -672,4 +690,53 @@ func (o *Outbox) markSentDirty() {
 			o.log.Warn("outbox: flush sent records", "error", err)
 		}
 	}
+}
+
+// CopyBaseQueue copies the intact messages queued in Options.Base into
+// this spool's queue, due now, skipping those already here, and returns
+// how many it copied: a dry run of the daemon then delivers (to its
+// capture server) what the real daemon has waiting. The base is only read.
+func (o *Outbox) CopyBaseQueue() (int, error) {
+	if o.opts.Base == "" {
+		return 0, errors.New("outbox: CopyBaseQueue: no Options.Base")
+	}
+	if o.opts.SkipRecovery {
+		return 0, errSkipRecovery
+	}
+	base := &Outbox{dir: o.opts.Base}
+	ids, err := base.listIDs(StateQueued)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: base spool: %w", err)
+	}
+	n := 0
+	now := o.opts.Now()
+	for _, id := range ids {
+		dst := o.path(StateQueued, id)
+		if _, err := os.Lstat(dst); err == nil {
+			continue
+		}
+		b, err := os.ReadFile(base.path(StateQueued, id))
+		if err != nil {
+			continue // delivered meanwhile, or unreadable: not ours to report
+		}
+		it, data, err := decodeFile(b)
+		if err != nil || it.ID != id || it.State != StateQueued {
+			continue // the base's own recovery deals with damaged files
+		}
+		it.NextAttempt = now
+		content, err := encodeFile(&it, data)
+		if err != nil {
+			return n, fmt.Errorf("outbox: copy %s from the base spool: %w", id, err)
+		}
+		tmp, err := o.writeTemp(content, false)
+		if err != nil {
+			return n, fmt.Errorf("outbox: copy %s from the base spool: %w", id, err)
+		}
+		if err := os.Rename(tmp, dst); err != nil {
+			os.Remove(tmp)
+			return n, fmt.Errorf("outbox: copy %s from the base spool: %w", id, err)
+		}
+		n++
+	}
+	return n, o.rescan()
 }

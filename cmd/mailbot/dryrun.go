@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,8 +14,171 @@ import (
 	"time"
 
 	"github.com/mailbot/mailbot/devserver"
+	"github.com/mailbot/mailbot/engine"
 	"github.com/mailbot/mailbot/luabind"
+	"github.com/mailbot/mailbot/outbox"
 )
+
+// dryRunEnv is one dry run's isolation from the real world: the capture
+// server that takes every SMTP connection, and (with a config) the state
+// overlay, <dir>/state, that holds everything mailbot would write to
+// state_dir: the file ledger, mailbot.state, the schedules' last runs and
+// the outbox (with its idempotency keys).
+//
+// The overlay starts afresh, seeded from the real state_dir, at every dry
+// run, so two dry runs in a row do the same thing; the real state_dir is
+// only read. The overlay's lock (<dir>/state/mailbot.lock) keeps two dry
+// runs from sharing one folder at the same time; the real state_dir's lock
+// is neither taken nor created, so a dry run can run beside the daemon.
+//
+// run, exec, send and fire get theirs from setupDryRun (through
+// prepareScripts, which also points scripts, accounts and the outbox at
+// it); engineConfig and lockState then give the engine the overlay.
+type dryRunEnv struct {
+	// dir is the dry-run folder: <time>-<n>.eml and .transcript files.
+	dir string
+	// stateDir is the overlay, <dir>/state; "" without a config.
+	stateDir string
+	// realStateDir is the config's state_dir, only ever read.
+	realStateDir string
+	// lock is held on stateDir until Close.
+	lock    *engine.StateLock
+	capture *capture
+	closed  bool
+}
+
+// dryRunStateDir is the overlay's folder inside the dry-run folder.
+const dryRunStateDir = "state"
+
+// setupDryRun starts the dry run in dir ("" means the default of
+// dryRunFlag.folder): it locks and seeds the state overlay from cfg's
+// state_dir (cfg nil: no overlay, as without a config nothing has state)
+// and starts the capture server. Close undoes it.
+func setupDryRun(cfg *Config, dir string, logger *slog.Logger) (*dryRunEnv, error) {
+	if dir == "" {
+		dir = (&dryRunFlag{on: true}).folder(cfg)
+	}
+	d := &dryRunEnv{dir: dir}
+	if cfg != nil {
+		d.realStateDir = cfg.Resolve(cfg.StateDir)
+		if err := checkDryRunFolder(dir, d.realStateDir); err != nil {
+			return nil, err
+		}
+		d.stateDir = filepath.Join(dir, dryRunStateDir)
+		lock, err := engine.LockStateDir(d.stateDir)
+		if err != nil {
+			var inUse *engine.StateDirInUseError
+			if errors.As(err, &inUse) {
+				return nil, fmt.Errorf("dry run: folder %s is in use by another dry run (mailbot PID %d); give this one another folder with --dry-run DIR", dir, inUse.PID)
+			}
+			return nil, fmt.Errorf("dry run: %w", err)
+		}
+		d.lock = lock
+		// The outbox overlay starts empty; the real spool is read
+		// through (see outboxOptions).
+		if err := os.RemoveAll(filepath.Join(d.stateDir, "outbox")); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("dry run: clear the outbox overlay: %w", err)
+		}
+		if err := engine.SeedDryRunState(d.realStateDir, d.stateDir); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("dry run: %w", err)
+		}
+	}
+	c, err := startCapture(dir, logger)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.capture = c
+	logger.Info("dry run: nothing leaves this machine and state_dir is only read; messages are written to a folder", "dir", dir, "state_overlay", d.stateDir)
+	return d, nil
+}
+
+// checkDryRunFolder refuses a dry-run folder that would put the dry run's
+// files among the real state: state_dir itself, a folder holding it, or a
+// folder inside what mailbot keeps there. Any other folder in state_dir
+// (the default dry-run/, or dry-run-2/) is the dry run's own.
+func checkDryRunFolder(dir, stateDir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("dry run: folder %s: %w", dir, err)
+	}
+	state, err := filepath.Abs(stateDir)
+	if err != nil {
+		return fmt.Errorf("dry run: state_dir %s: %w", stateDir, err)
+	}
+	within := func(p, parent string) bool {
+		rel, err := filepath.Rel(parent, p)
+		return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+	}
+	if within(state, abs) {
+		return fmt.Errorf("dry run: folder %s holds state_dir %s; choose a folder of its own (default %s)", dir, stateDir, filepath.Join(stateDir, "dry-run"))
+	}
+	for _, owned := range []string{"state", "outbox", "oauth", filesArea, engine.LockFileName, "ledger.jsonl"} {
+		if within(abs, filepath.Join(state, owned)) {
+			return fmt.Errorf("dry run: folder %s is inside mailbot's state (%s); choose a folder of its own (default %s)", dir, filepath.Join(stateDir, owned), filepath.Join(stateDir, "dry-run"))
+		}
+	}
+	return nil
+}
+
+// outboxDir is where mail.send queues in the dry run.
+func (d *dryRunEnv) outboxDir() string { return filepath.Join(d.stateDir, "outbox") }
+
+// outboxOptions makes the overlay outbox read the real one through: its
+// idempotency keys count, so a key the real outbox has seen is a
+// duplicate in the dry run as well.
+func (d *dryRunEnv) outboxOptions(o outbox.Options) outbox.Options {
+	o.Base = filepath.Join(d.realStateDir, "outbox")
+	return o
+}
+
+// deliverAtOnce is a dry run's mail.send (exec, fire): it queues into the
+// overlay outbox and delivers to the capture server before returning. Under
+// run --dry-run the outbox's delivery loop does that instead (run gives the
+// engine the outbox itself): DeliverOnce would find the loop running and
+// report outbox.ErrDelivering, which is ignored.
+type deliverAtOnce struct {
+	ob       *outbox.Outbox
+	accounts map[string]outbox.Account
+	log      *slog.Logger
+}
+
+// Enqueue implements luabind.Enqueuer.
+func (d *deliverAtOnce) Enqueue(ctx context.Context, env outbox.Envelope, data []byte) (string, bool, error) {
+	id, dup, err := d.ob.Enqueue(ctx, env, data)
+	if err != nil || dup {
+		return id, dup, err
+	}
+	rep, derr := d.ob.DeliverOnce(ctx, d.accounts)
+	switch {
+	case errors.Is(derr, outbox.ErrDelivering):
+	case derr != nil:
+		d.log.Warn("dry run: delivering to the capture server", "id", id, "error", derr)
+	case rep.Deferred > 0 || rep.Bounced > 0:
+		d.log.Warn("dry run: the capture server did not take every message; see the .transcript files", "deferred", rep.Deferred, "bounced", rep.Bounced)
+	}
+	return id, dup, nil
+}
+
+// Close stops the capture server (writing the last transcripts) and
+// releases the overlay. The overlay's files stay, for a look at what the
+// dry run would have written; the next dry run starts them afresh.
+func (d *dryRunEnv) Close() error {
+	if d == nil || d.closed {
+		return nil
+	}
+	d.closed = true
+	var errs []error
+	if d.capture != nil {
+		errs = append(errs, d.capture.Close())
+	}
+	if d.lock != nil {
+		errs = append(errs, d.lock.Release())
+	}
+	return errors.Join(errs...)
+}
 
 // capture is the local SMTP server of a dry run. Every message it accepts
 // is written at once to dir as <timestamp>-<n>.eml; the client-side SMTP

@@ -12,6 +12,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
+	"github.com/mailbot/mailbot/engine"
 	"github.com/mailbot/mailbot/luabind"
 	"github.com/mailbot/mailbot/outbox"
 )
@@ -29,11 +30,13 @@ mail.send queues into the outbox (<state_dir>/outbox); the next "mailbot run"
 delivers it, or --deliver delivers it before exec exits. mailbot.state
 works but is kept in memory only.
 
-With --dry-run nothing leaves the machine: every SMTP connection goes to a
-local capture server, and each message is written to the dry-run folder as
-<time>-<n>.eml with its SMTP transcript in <time>-<n>.transcript.
-"--dry-run DIR" chooses the folder (default <state_dir>/dry-run with -c,
-./dry-run without).
+With --dry-run nothing leaves the machine and nothing real changes: every
+SMTP connection goes to a local capture server, and each message is written
+to the dry-run folder as <time>-<n>.eml with its SMTP transcript in
+<time>-<n>.transcript. mail.send queues into an outbox of the dry run's own
+(<dry-run folder>/state/outbox, delivered to the capture server at once),
+which knows the real outbox's idempotency keys; state_dir is only read. "--dry-run DIR" chooses the folder (default <state_dir>/dry-run with
+-c, ./dry-run without).
 
 ` + exitStatusHelp
 
@@ -239,6 +242,9 @@ type scriptEnv struct {
 	lua     luabind.Options
 	dev     *embeddedDev
 	capture *capture
+	// dry is the dry run's isolation (nil when not a dry run); capture is
+	// its capture server.
+	dry *dryRunEnv
 	// outbox backs mail.send (nil without a config); delivery holds the
 	// accounts it delivers through.
 	outbox   *outbox.Outbox
@@ -256,7 +262,9 @@ func (e *scriptEnv) Close() error {
 	if e.outbox != nil {
 		errs = append(errs, e.outbox.Close())
 	}
-	if e.capture != nil {
+	if e.dry != nil {
+		errs = append(errs, e.dry.Close())
+	} else if e.capture != nil {
 		errs = append(errs, e.capture.Close())
 	}
 	errs = append(errs, e.dev.Close())
@@ -276,19 +284,23 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 	opts := luabind.Options{Logger: logger, Getenv: m.lookupEnv}
 	opts.SMTP.Logger = logger
 	if dry != nil && dry.on {
-		c, err := startCapture(dry.folder(cfg), logger)
+		d, err := setupDryRun(cfg, dry.folder(cfg), logger)
 		if err != nil {
 			return fail(err)
 		}
-		env.capture = c
-		opts.SMTP.DryRun = c.Options()
-		logger.Info("dry run: nothing leaves this machine; messages are written to a folder", "dir", c.dir)
+		env.dry, env.capture = d, d.capture
+		opts.SMTP.DryRun = d.capture.Options()
 	}
 	if cfg != nil {
 		opts.ScriptsDir = cfg.Resolve(cfg.ScriptsDir)
 		opts.MemoryLimit = cfg.memoryLimit()
 		cfg.applySandbox(&opts)
-		if err := cfg.makeFilesArea(); err != nil {
+		if env.dry != nil {
+			// The overlay is state too, wherever the dry-run folder is.
+			opts.FSDenied = append(opts.FSDenied, env.dry.stateDir)
+		} else if err := cfg.makeFilesArea(); err != nil {
+			// A dry run creates nothing in state_dir, not even the
+			// scripts' area.
 			return fail(err)
 		}
 		if cfg.Timezone != "" {
@@ -326,14 +338,16 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 		}
 		opts.SMTP.Accounts, opts.SMTP.DefaultAccount = accounts, cfg.DefaultAccount
 
-		// The outbox behind mail.send. A dry run gets its own, delivered
-		// to the capture server, so a later real run never sends what a
-		// dry run queued.
+		// The outbox behind mail.send. A dry run gets its own in the
+		// overlay, delivered to the capture server, so a later real run
+		// never sends what a dry run queued; it reads the real one's
+		// idempotency keys.
 		dir := filepath.Join(cfg.Resolve(cfg.StateDir), "outbox")
-		if env.capture != nil {
-			dir = filepath.Join(env.capture.dir, "outbox")
+		obOpts := outbox.Options{Logger: logger}
+		if env.dry != nil {
+			dir, obOpts = env.dry.outboxDir(), env.dry.outboxOptions(obOpts)
 		}
-		ob, err := outbox.Open(dir, outbox.Options{Logger: logger})
+		ob, err := outbox.Open(dir, obOpts)
 		if err != nil {
 			return fail(fmt.Errorf("outbox: %w", err))
 		}
@@ -347,7 +361,42 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 			}
 			env.delivery[name] = oa
 		}
+		if env.dry != nil {
+			// A dry run's mail.send delivers at once, so each message
+			// is in the dry-run folder when mail.send returns.
+			opts.Outbox = &deliverAtOnce{ob: ob, accounts: env.delivery, log: logger}
+		}
 	}
 	env.lua = opts
 	return env, nil
+}
+
+// engineConfig is the engine's configuration for cfg and this
+// environment, shared by run and fire. In a dry run its StateDir is the
+// overlay and DryRun is set, so the engine writes nothing outside the
+// dry-run folder and leaves dropped files where they are.
+func (e *scriptEnv) engineConfig(cfg *Config) engine.Config {
+	ecfg := engine.Config{
+		ScriptsDir: cfg.Resolve(cfg.ScriptsDir),
+		StateDir:   cfg.Resolve(cfg.StateDir),
+		Workers:    cfg.Workers,
+		RunTimeout: cfg.RunTimeout,
+		Location:   e.lua.Location,
+		Lua:        e.lua,
+	}
+	if e.dry != nil {
+		ecfg.StateDir, ecfg.DryRun = e.dry.stateDir, true
+	}
+	return ecfg
+}
+
+// stateLock is the lock the engine runs under, for engine.WithStateLock:
+// in a dry run the overlay's, held since prepareScripts (the real
+// state_dir's lock is neither taken nor created); otherwise nil, and the
+// caller takes the real one with engine.LockStateDir.
+func (e *scriptEnv) stateLock() *engine.StateLock {
+	if e.dry != nil {
+		return e.dry.lock
+	}
+	return nil
 }

@@ -20,10 +20,15 @@ started in-process and accounts with "host: dev_server" send to it.
 An account whose password variable or file is missing is logged as an
 error at startup; mailbot still starts and only that account's logins fail.
 
-With --dry-run nothing leaves the machine: every SMTP connection goes to a
-local capture server, and each message is written to the dry-run folder
-(default <state_dir>/dry-run) as <time>-<n>.eml with its SMTP transcript in
-<time>-<n>.transcript.`
+With --dry-run nothing leaves the machine and nothing real changes: every
+SMTP connection goes to a local capture server, and each message (from
+c:sendmail or mail.send) is written to the dry-run folder (default
+<state_dir>/dry-run) as <time>-<n>.eml with its SMTP transcript in
+<time>-<n>.transcript. What mailbot would write to state_dir (file ledger,
+mailbot.state, last runs, outbox) goes to <dry-run folder>/state, seeded
+from state_dir at each start; state_dir is only read and not locked, so a
+dry run can run beside the daemon. Dropped files stay where they are: the
+log says where after = "move:..."/"delete" or failed/ would have put them.`
 
 // cmdRun implements "mailbot run".
 func (m *Main) cmdRun(ctx context.Context, args []string) int {
@@ -50,28 +55,40 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 	}
 	// One daemon per state_dir: a second one would fire every schedule and
 	// handle every file twice. exec, check and queue do not take the lock.
-	lock, err := engine.LockStateDir(cfg.Resolve(cfg.StateDir))
-	if err != nil {
-		fmt.Fprintf(m.Stderr, "mailbot run: %v\n", err)
-		return exitFailure
+	// A dry run runs on an overlay, under the overlay's lock instead, and
+	// may run beside the daemon.
+	var lock *engine.StateLock
+	if !dry.on {
+		l, err := engine.LockStateDir(cfg.Resolve(cfg.StateDir))
+		if err != nil {
+			fmt.Fprintf(m.Stderr, "mailbot run: %v\n", err)
+			return exitFailure
+		}
+		defer l.Release()
+		lock = l
 	}
-	defer lock.Release()
 	env, err := m.prepareScripts(cfg, logger, &dry, true)
 	if err != nil {
 		logger.Error("startup failed", "error", err)
 		return exitFailure
 	}
 	defer env.Close()
-
-	ecfg := engine.Config{
-		ScriptsDir: cfg.Resolve(cfg.ScriptsDir),
-		StateDir:   cfg.Resolve(cfg.StateDir),
-		Workers:    cfg.Workers,
-		RunTimeout: cfg.RunTimeout,
-		Location:   env.lua.Location,
-		Lua:        env.lua,
+	if dry.on {
+		// The delivery loop below delivers at once what scripts queue;
+		// mail.send must not deliver by itself beside it.
+		env.lua.Outbox = env.outbox
+		lock = env.stateLock()
+		// What the daemon has waiting in the real outbox, it would
+		// deliver: so does its dry run, to the capture server.
+		if n, err := env.outbox.CopyBaseQueue(); err != nil {
+			logger.Error("startup failed", "error", err)
+			return exitFailure
+		} else if n > 0 {
+			logger.Info("dry run: messages waiting in the real outbox are delivered to the capture server", "messages", n)
+		}
 	}
-	e, err := engine.New(ecfg, engine.WithLogger(logger), engine.WithStateLock(lock))
+
+	e, err := engine.New(env.engineConfig(cfg), engine.WithLogger(logger), engine.WithStateLock(lock))
 	if err != nil {
 		logger.Error("startup failed", "error", err)
 		return exitFailure

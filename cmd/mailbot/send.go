@@ -143,14 +143,18 @@ func (m *Main) cmdSend(ctx context.Context, args []string) int {
 		}
 	}
 
-	var capt *capture
+	var (
+		capt *capture
+		dry  *dryRunEnv
+	)
 	if f.dry.on {
-		capt, err = startCapture(f.dry.folder(cfg), logger)
+		dry, err = setupDryRun(cfg, f.dry.folder(cfg), logger)
 		if err != nil {
 			fmt.Fprintf(m.Stderr, "mailbot send: %v\n", err)
 			return exitFailure
 		}
-		defer capt.Close()
+		defer dry.Close()
+		capt = dry.capture
 		tgt.redirect(capt)
 	}
 	if f.debug {
@@ -159,7 +163,7 @@ func (m *Main) cmdSend(ctx context.Context, args []string) int {
 
 	status = m.deliver(ctx, tgt, envFrom, rcpts, data)
 	if capt != nil {
-		if err := capt.Close(); err != nil {
+		if err := dry.Close(); err != nil {
 			fmt.Fprintf(m.Stderr, "mailbot send: %v\n", err)
 			return exitFailure
 		}
