@@ -253,7 +253,12 @@ func (s *session) writePrivate(p string, data []byte) error {
 			return err
 		}
 	}
-	return r.WriteFile(rel, data, 0o644)
+	if err := r.WriteFile(rel, data, 0o644); err != nil {
+		return err
+	}
+	// The file is as new as the fake clock says, as if written just now.
+	now := s.clock.now()
+	return r.Chtimes(rel, now, now)
 }
 
 func (s *session) readPrivate(p string) ([]byte, error) {
