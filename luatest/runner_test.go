@@ -128,9 +128,9 @@ t.test("never", function() end)`,
 t.test("alpha one", function() end)
 t.test("beta", function() t.fail("beta ran") end)
 t.test("alpha two", function() end)`,
-			opts: func(o *Options) { o.Run = regexp.MustCompile("^alpha"); o.Verbose = true },
-			exit: ExitPass,
-			want: []string{"--- PASS: alpha one", "--- PASS: alpha two", "PASS: 2 tests"},
+			opts:      func(o *Options) { o.Run = regexp.MustCompile("^alpha"); o.Verbose = true },
+			exit:      ExitPass,
+			want:      []string{"--- PASS: alpha one", "--- PASS: alpha two", "PASS: 2 tests"},
 			notWanted: []string{"beta"},
 		},
 		{
@@ -402,7 +402,7 @@ t.test("after", function() t.ok(true) end)`,
 func TestRegistrationChecks(t *testing.T) {
 	cases := map[string]string{
 		`mailbot.every("5m", function() end, { name = "a" }); mailbot.cron("0 * * * *", function() end, { name = "a" })`: `name "a" is already used`,
-		`mailbot.every("5m", function() end, { nmae = "a" })`:                                                           `unknown option "nmae"`,
+		`mailbot.every("5m", function() end, { nmae = "a" })`:                                                            `unknown option "nmae"`,
 		`mailbot.cron("61 * * * *", function() end)`:                                                                     "mailbot.cron",
 		`mailbot.on_file({ pattern = "*" }, function() end)`:                                                             "dir is required",
 	}
