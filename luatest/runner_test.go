@@ -414,3 +414,27 @@ func TestRegistrationChecks(t *testing.T) {
 		}
 	}
 }
+
+// The fake clock drives time.now and the schedules' ev.scheduled_at; the
+// event carries the script and trigger label as under the engine.
+func TestFakeClockEvent(t *testing.T) {
+	dir := fixture(t, map[string]string{
+		"ev.lua": `local time = require("time")
+mailbot.cron("0 8 * * *", function(ev)
+  mailbot.state.set("ev", { at = ev.scheduled_at, now = time.now(), script = ev.script, trigger = ev.trigger })
+end)`,
+		"ev_test.lua": `local t = require("testing")
+local e = t.load("ev.lua")
+t.test("clock", function()
+  t.clock.set("2026-12-07T08:00:00Z")
+  e.fire("ev#1")
+  t.eq(e.state().ev, { at = 1796630400, now = 1796630400, script = "ev.lua", trigger = "cron 0 8 * * *" })
+  t.clock.advance(60)
+  e.fire("ev.lua#1")
+  t.eq(e.state().ev.at, 1796630460)
+end)`})
+	res, out := run(t, dir, nil)
+	if res.ExitCode() != ExitPass {
+		t.Fatalf("exit %d:\n%s", res.ExitCode(), out)
+	}
+}
