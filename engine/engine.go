@@ -227,6 +227,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	sort.Strings(names)
 	for _, p := range names {
+		if IsTestFile(p) {
+			continue
+		}
 		e.load(p)
 	}
 	e.log.Info("engine started", "scripts_dir", e.cfg.ScriptsDir, "scripts", len(e.scripts), "workers", e.cfg.Workers)
@@ -306,8 +309,13 @@ func (e *Engine) rescanScripts() {
 
 func isScript(p string) bool {
 	b := filepath.Base(p)
-	return strings.HasSuffix(b, ".lua") && !strings.HasPrefix(b, ".")
+	return strings.HasSuffix(b, ".lua") && !strings.HasPrefix(b, ".") && !IsTestFile(p)
 }
+
+// IsTestFile reports whether p is a test file of "mailbot test"
+// (name_test.lua). Test files sit next to the scripts, but the engine
+// never loads them as scripts.
+func IsTestFile(p string) bool { return strings.HasSuffix(filepath.Base(p), "_test.lua") }
 
 // shutdown stops every trigger, waits for runs within the grace period,
 // then cancels what is left and persists state.

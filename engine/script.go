@@ -292,7 +292,7 @@ func (s *script) luaOnFile(L *lua.LState) int {
 	s.checkLoading(L, "on_file")
 	opts := L.CheckTable(1)
 	fn := L.CheckFunction(2)
-	checkKeys(L, opts, "on_file", "dir", "pattern", "events", "recursive", "settle", "existing", "after", "timeout", "retries", "overlap")
+	checkKeys(L, opts, "on_file", "dir", "pattern", "events", "recursive", "settle", "existing", "after", "timeout", "retries", "overlap", "name")
 	if o, ok := L.GetField(opts, "overlap").(lua.LString); ok && o != "queue" {
 		// Skipping would drop a file that lands while the handler runs.
 		L.RaiseError("mailbot.on_file: overlap = %q is not possible: every dropped file is handled, so files queue (overlap = \"queue\", the default)", string(o))
@@ -385,7 +385,7 @@ func (s *script) luaCron(L *lua.LState) int {
 }
 
 func (s *script) addSchedule(L *lua.LState, kind, spec string, sched Schedule, fn *lua.LFunction, opts *lua.LTable) {
-	checkKeys(L, opts, kind, "tz", "overlap", "catchup", "timeout")
+	checkKeys(L, opts, kind, "tz", "overlap", "catchup", "timeout", "name")
 	policy := OverlapSkip
 	if o, ok := L.GetField(opts, "overlap").(lua.LString); ok {
 		p, err := ParseOverlapPolicy(string(o))

@@ -92,7 +92,9 @@ func checkScripts(dir, base string) (int, []Problem) {
 		if d.IsDir() || filepath.Ext(path) != ".lua" {
 			return nil
 		}
-		n++
+		if !engine.IsTestFile(path) { // test files are compiled, not counted as scripts
+			n++
+		}
 		show := path
 		if base != "" {
 			if rel, err := filepath.Rel(base, path); err == nil {
@@ -142,7 +144,7 @@ func (m *Main) checkRegistrations(cfg *Config, base string) []Problem {
 	}
 	var probs []Problem
 	for _, p := range paths {
-		if strings.HasPrefix(filepath.Base(p), ".") {
+		if strings.HasPrefix(filepath.Base(p), ".") || engine.IsTestFile(p) {
 			continue
 		}
 		err := engine.CheckScript(ecfg, p)

@@ -80,6 +80,7 @@ func commands() []command {
 		{"run", "run the engine: watch scripts, fire triggers, deliver mail until stopped", (*Main).cmdRun},
 		{"check", "validate the config file and compile every script", (*Main).cmdCheck},
 		{"exec", "run one script's top-level code once", (*Main).cmdExec},
+		{"test", "run the scripts' Lua tests (*_test.lua) with no network and no real state", (*Main).cmdTest},
 		{"send", "send one message, like swaks", (*Main).cmdSend},
 		{"probe", "show what an SMTP server offers (EHLO, STARTTLS, AUTH, certificates)", (*Main).cmdProbe},
 		{"dev-server", "run a local SMTP server with STARTTLS and AUTH that stores mail in a Maildir", (*Main).cmdDevServer},

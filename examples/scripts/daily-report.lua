@@ -68,7 +68,7 @@ local function send_report()
   mailbot.state.set("last_report", data.date)
 end
 
-mailbot.cron("0 8 * * 1-5", send_report, { catchup = true })
+mailbot.cron("0 8 * * 1-5", send_report, { catchup = true, name = "daily" })
 
 -- Under "mailbot exec", send the report right away.
 if arg then

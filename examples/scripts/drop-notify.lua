@@ -49,6 +49,7 @@ mailbot.on_file({
   pattern = "*",
   settle = "1s",         -- size and mtime must be still this long: the upload is complete
   after = "move:done",
+  name = "drop",         -- the trigger's id is drop-notify.lua#drop
 }, notify)
 
 -- Under "mailbot exec": notify about the file named on the command line

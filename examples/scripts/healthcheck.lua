@@ -62,7 +62,7 @@ mailbot.on_start(function()
   check()
 end)
 
-mailbot.every("5m", check)
+mailbot.every("5m", check, { name = "check" })
 
 -- Under "mailbot exec", run the check once right away (arg only exists there).
 if arg then
