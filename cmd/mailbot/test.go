@@ -85,7 +85,7 @@ func (m *Main) cmdTest(ctx context.Context, args []string) int {
 		}
 		// The accounts' passwords and tokens are replaced by placeholders
 		// (the capture server takes any): no secret is read.
-		accounts, err := luaAccounts(cfg, nil, m.lookupEnv)
+		accounts, err := luaAccounts(cfg, nil, m.lookupEnv, slog.New(slog.DiscardHandler))
 		if err != nil {
 			fmt.Fprintf(m.Stderr, "mailbot test: %v\n", err)
 			return exitConfig
