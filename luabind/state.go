@@ -183,6 +183,7 @@ func NewState(opts Options) *lua.LState {
 	L.SetField(L.Get(lua.RegistryIndex), registryKey, ud)
 
 	openLibs(L, &o)
+	installNilErrors(L)
 
 	L.PreloadModule("json", openJSON)
 	L.PreloadModule("csv", openCSV(&o))
