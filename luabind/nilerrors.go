@@ -37,6 +37,9 @@ func installNilErrors(L *lua.LState) {
 	mt.RawSetString("__call", L.NewFunction(nilCall))
 	mt.RawSetString("__index", L.NewFunction(nilIndex))
 	mt.RawSetString("__newindex", L.NewFunction(nilIndex))
+	// getmetatable(nil) gives false: falsy, as nil was, and the table
+	// stays out of scripts' reach.
+	mt.RawSetString("__metatable", lua.LFalse)
 	L.SetMetatable(lua.LNil, mt)
 }
 

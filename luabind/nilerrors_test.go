@@ -71,6 +71,12 @@ print(tostring(1), smtp.conect())`,
 		{"several close names", `local t = {sent = print, send = print}
 t.sen()`,
 			"chunk:2: attempt to call field 'sen' (a nil value); did you mean send or sent?"},
+		{"method of a string", `local s = "abc"
+return s:uper()`,
+			"chunk:2: attempt to call method 'uper' (a nil value); did you mean upper?"},
+		{"inside a coroutine", `local co = coroutine.wrap(function() local c = require("smtp").new(); c:qit() end)
+co()`,
+			"chunk:1: attempt to call method 'qit' (a nil value); did you mean quit?"},
 		{"result of a call", `local function f() return nil end
 f()()`,
 			"chunk:2: attempt to call a nil value"},
@@ -124,7 +130,7 @@ func TestNilErrorsLeaveErrorTables(t *testing.T) {
 	out, err := evalLua(L, `
 local ok, e = pcall(error, {kind = "SMTPRecipientsRefused", message = "no"})
 local ok2, e2 = pcall(function() local x; x() end)
-return e.kind, e2, getmetatable(nil) ~= nil`)
+return e.kind, e2, not getmetatable(nil)`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +139,9 @@ return e.kind, e2, getmetatable(nil) ~= nil`)
 	}
 	if !strings.HasSuffix(out[1].String(), "attempt to call local 'x' (a nil value)") {
 		t.Errorf("pcall message = %q", out[1])
+	}
+	if out[2] != lua.LTrue {
+		t.Errorf("getmetatable(nil) is truthy")
 	}
 }
 
