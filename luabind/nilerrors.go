@@ -61,42 +61,70 @@ func registerMethodNames(L *lua.LState, mt *lua.LTable, names []string) {
 // nilCall is nil's __call: the arguments are the nil itself and then the
 // call's arguments (for a method call, the receiver first).
 func nilCall(L *lua.LState) int {
-	what := "a nil value"
-	if f, ok := callerFrame(L); ok {
-		i := f.fn.Proto.Code[f.pc]
-		if op := opcode(i); op == lua.OP_CALL || op == lua.OP_TAILCALL {
-			if kind, name := f.objName(argA(i), f.pc); kind != "" {
-				what = fmt.Sprintf("%s '%s' (a nil value)", kind, name)
-				what += suggest(name, f.candidates(kind, argA(i), L.Get(2), true))
-			}
-		}
-	}
-	L.RaiseError("attempt to call %s", what)
+	L.RaiseError("attempt to call %s", callMessage(L))
 	return 0
+}
+
+// callMessage names the nil being called: "field 'x' (a nil value); did
+// you mean y?", or "a nil value" when it has no name.
+func callMessage(L *lua.LState) (what string) {
+	what = "a nil value"
+	defer func() {
+		// Naming is a courtesy: whatever goes wrong, the plain message.
+		if recover() != nil {
+			what = "a nil value"
+		}
+	}()
+	f, ok := callerFrame(L)
+	if !ok {
+		return what
+	}
+	i := f.fn.Proto.Code[f.pc]
+	if op := opcode(i); op != lua.OP_CALL && op != lua.OP_TAILCALL {
+		return what
+	}
+	kind, name := f.objName(argA(i), f.pc)
+	if kind == "" {
+		return what
+	}
+	return fmt.Sprintf("%s '%s' (a nil value)", kind, name) + suggest(name, f.candidates(kind, argA(i), L.Get(2), true))
 }
 
 // nilIndex is nil's __index and __newindex: the arguments are the nil and
 // the key (and, for __newindex, the value).
 func nilIndex(L *lua.LState) int {
-	key := L.Get(2)
-	if f, ok := callerFrame(L); ok {
-		i := f.fn.Proto.Code[f.pc]
-		obj := -1
-		switch opcode(i) {
-		case lua.OP_GETTABLE, lua.OP_GETTABLEKS, lua.OP_SELF:
-			obj = argB(i)
-		case lua.OP_SETTABLE, lua.OP_SETTABLEKS:
-			obj = argA(i)
-		}
-		if obj >= 0 {
-			if kind, name := f.objName(obj, f.pc); kind != "" {
-				msg := fmt.Sprintf("attempt to index %s '%s' (a nil value)", kind, name)
-				L.RaiseError("%s%s", msg, suggest(name, f.candidates(kind, obj, lua.LNil, false)))
-			}
-		}
-	}
-	L.RaiseError("attempt to index a nil value with key '%s'", key.String())
+	L.RaiseError("%s", indexMessage(L))
 	return 0
+}
+
+// indexMessage names the nil being indexed.
+func indexMessage(L *lua.LState) (msg string) {
+	msg = fmt.Sprintf("attempt to index a nil value with key '%s'", L.Get(2).String())
+	plain := msg
+	defer func() {
+		if recover() != nil {
+			msg = plain
+		}
+	}()
+	f, ok := callerFrame(L)
+	if !ok {
+		return msg
+	}
+	i := f.fn.Proto.Code[f.pc]
+	obj := -1
+	switch opcode(i) {
+	case lua.OP_GETTABLE, lua.OP_GETTABLEKS, lua.OP_SELF:
+		obj = argB(i)
+	case lua.OP_SETTABLE, lua.OP_SETTABLEKS:
+		obj = argA(i)
+	default:
+		return msg
+	}
+	kind, name := f.objName(obj, f.pc)
+	if kind == "" {
+		return msg
+	}
+	return fmt.Sprintf("attempt to index %s '%s' (a nil value)", kind, name) + suggest(name, f.candidates(kind, obj, lua.LNil, false))
 }
 
 // frame is the Lua function that made the failing call or index, stopped
