@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"os"
+	"strings"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -14,11 +16,28 @@ import (
 // runs, state goes to a temporary folder, and the smtp module is replaced by
 // one that refuses to connect: top-level code that sends mail would do so at
 // every reload, so it is reported as a problem. The error carries file:line
-// (see luabind.ErrorLocation).
+// (see luabind.ErrorLocation). It is the first problem; CheckScriptAll
+// reports them all.
 func CheckScript(cfg Config, path string) error {
+	if errs := checkScript(cfg, path, false); len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// CheckScriptAll is CheckScript reporting every problem it can: a trigger
+// registration that fails is recorded and the top-level code goes on, so
+// each bad registration of the script is reported, in the order they ran.
+// Any other error stops the top-level code, as it would stop the load, and
+// is the last problem. Each error carries file:line.
+func CheckScriptAll(cfg Config, path string) []error {
+	return checkScript(cfg, path, true)
+}
+
+func checkScript(cfg Config, path string, all bool) []error {
 	tmp, err := os.MkdirTemp("", "mailbot-check")
 	if err != nil {
-		return err
+		return []error{err}
 	}
 	defer os.RemoveAll(tmp)
 	cfg.StateDir = tmp
@@ -31,22 +50,63 @@ func CheckScript(cfg Config, path string) error {
 	cfg.Lua.Modules = mods
 	e, err := New(cfg)
 	if err != nil {
-		return err
+		return []error{err}
 	}
 	store, err := OpenStateStore(tmp)
 	if err != nil {
-		return err
+		return []error{err}
 	}
 	e.store = store
+	var errs []error
+	if all {
+		e.onAPI = func(s *script) { recordRegistrationErrors(s.L, &errs) }
+	}
 	var cancel context.CancelFunc
 	e.runBase, cancel = context.WithCancel(context.Background())
 	defer cancel()
 	s, err := e.newScript(path)
 	if err != nil {
-		return err
+		return append(errs, err)
 	}
 	s.close()
-	return nil
+	return errs
+}
+
+// recordRegistrationErrors replaces the registrars of the mailbot table with
+// ones that call the real registrar and, when it raises, record the error
+// and return, so the top-level code goes on to its next registration.
+func recordRegistrationErrors(L *lua.LState, errs *[]error) {
+	mb, ok := L.GetGlobal("mailbot").(*lua.LTable)
+	if !ok {
+		return
+	}
+	for _, name := range []string{"on_file", "every", "cron", "on_start"} {
+		orig := mb.RawGetString(name)
+		if orig == lua.LNil {
+			continue
+		}
+		mb.RawSetString(name, L.NewFunction(func(L *lua.LState) int {
+			top := L.GetTop()
+			L.Push(orig)
+			for i := 1; i <= top; i++ {
+				L.Push(L.Get(i))
+			}
+			err := L.PCall(top, 0, nil)
+			if err == nil {
+				return 0
+			}
+			var ae *lua.ApiError
+			if errors.As(err, &ae) {
+				if msg, ok := ae.Object.(lua.LString); ok {
+					// Called through this wrapper, argument errors name
+					// no function; give them the registrar's name.
+					ae.Object = lua.LString(strings.Replace(string(msg), " to (anonymous) (", " to "+name+" (", 1))
+				}
+			}
+			*errs = append(*errs, err)
+			return 0
+		}))
+	}
 }
 
 // refusingSMTP stands in for the smtp module while checking.

@@ -117,6 +117,10 @@ type Engine struct {
 		loads, loadErrors, runs, runErrors, timeouts, skipped atomic.Int64
 	}
 	scriptRescans atomic.Int64 // scripts dir rescans after lost events, for tests
+
+	// onAPI, when set, runs after a script's mailbot table is installed
+	// and before its top-level code (CheckScriptAll wraps the registrars).
+	onAPI func(*script)
 }
 
 // New prepares an engine; nothing runs until Run.

@@ -176,6 +176,9 @@ func (e *Engine) newScript(path string) (*script, error) {
 	s := &script{e: e, name: name, path: path, version: versions.Add(1), L: L, state: st, ctx: ctx, cancelFn: cancel,
 		modTime: st0.ModTime(), size: st0.Size()}
 	s.installAPI()
+	if e.onAPI != nil {
+		e.onAPI(s)
+	}
 
 	lctx, lcancel := context.WithTimeout(ctx, e.cfg.RunTimeout)
 	defer lcancel()

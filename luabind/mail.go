@@ -150,6 +150,9 @@ func mailRegisterType(L *lua.LState, opts *MailOptions) {
 		"recipients":    mailMessageRecipients,
 		"envelope_from": mailMessageEnvelopeFrom,
 	})
+	var names []string
+	methods.ForEach(func(k, _ lua.LValue) { names = append(names, k.String()) })
+	registerMethodNames(L, mt, names)
 	L.SetField(mt, "__index", L.NewFunction(func(L *lua.LState) int {
 		m := checkMessage(L, 1)
 		key := L.CheckString(2)

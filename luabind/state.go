@@ -190,6 +190,7 @@ func NewState(opts Options) *lua.LState {
 
 	openLibs(L, &o)
 	installLimits(L, &o)
+	installNilErrors(L)
 
 	L.PreloadModule("json", openJSON)
 	L.PreloadModule("csv", openCSV(&o))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,8 +26,12 @@ compiles every *.lua script under scripts_dir. Then it loads each script the way
 "mailbot run" would, without starting anything, so that its trigger
 registrations are checked too (cron specs, durations, time zones, options);
 top-level code that connects with smtp is reported, since it would send mail
-at every reload. Each problem is printed as "file:line: message". Exit
-status 0 when all is well, 1 otherwise.`
+at every reload. Every problem is reported, not only the first: all of the
+config's, then each script's (every failed registration; an error elsewhere
+in the top-level code ends that script's check). Each problem is printed as
+"file:line: message", config first, then scripts by path, followed by
+"N problems in M files" on stderr. Exit status 0 when all is well, 1
+otherwise.`
 
 // cmdCheck implements "mailbot check".
 func (m *Main) cmdCheck(_ context.Context, args []string) int {
@@ -40,8 +45,74 @@ func (m *Main) cmdCheck(_ context.Context, args []string) int {
 		return m.usageError(fset, "unexpected argument %q", pos[0])
 	}
 	path := m.configPath(*cfgFlag, "mailbot.yaml")
+	cfg, probs := m.checkConfig(path)
+	nScripts := 0
+	var notChecked string
+	switch {
+	case cfg == nil:
+		notChecked = "the config could not be decoded far enough to find scripts_dir"
+	case cfg.ScriptsDir == "":
+		notChecked = "scripts_dir is not set"
+	default:
+		base := displayBase()
+		var sp []Problem
+		var ok []string
+		nScripts, ok, sp = checkScripts(cfg.Resolve(cfg.ScriptsDir), base)
+		sp = append(sp, m.checkRegistrations(cfg, base, ok)...)
+		sort.SliceStable(sp, func(i, j int) bool {
+			if sp[i].File != sp[j].File {
+				return sp[i].File < sp[j].File
+			}
+			return sp[i].Line < sp[j].Line
+		})
+		for i, p := range sp {
+			// A broken module is reported once, not again by each
+			// script requiring it.
+			if i == 0 || p != sp[i-1] {
+				probs = append(probs, p)
+			}
+		}
+	}
+	for _, p := range probs {
+		fmt.Fprintln(m.Stdout, p.String())
+	}
+	if notChecked != "" {
+		fmt.Fprintf(m.Stderr, "mailbot check: scripts not checked: %s\n", notChecked)
+	}
+	if len(probs) > 0 {
+		files := map[string]bool{}
+		for _, p := range probs {
+			files[p.File] = true
+		}
+		fmt.Fprintf(m.Stderr, "mailbot check: %s in %s\n", plural(len(probs), "problem"), plural(len(files), "file"))
+		return exitFailure
+	}
+	if notChecked != "" {
+		return exitFailure
+	}
+	fmt.Fprintf(m.Stdout, "%s: ok (%d account(s), %d script(s))\n", path, len(cfg.Accounts), nScripts)
+	return exitOK
+}
+
+// plural formats "1 problem", "2 problems".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+// checkConfig reads and validates the config at path, returning every
+// problem in it (sorted by line) and the config as far as it could be
+// decoded, or nil. A key that cannot be decoded (unknown, wrong type) does
+// not hide the problems of the others, nor the scripts.
+func (m *Main) checkConfig(path string) (*Config, []Problem) {
 	var probs []Problem
-	cfg, err := LoadConfig(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, []Problem{{File: path, Msg: fmt.Sprintf("cannot read config: %v", unwrapPathError(err))}}
+	}
+	cfg, err := parseConfig(path, data)
 	var ce *ConfigError
 	switch {
 	case errors.As(err, &ce):
@@ -49,25 +120,23 @@ func (m *Main) cmdCheck(_ context.Context, args []string) int {
 	case err != nil:
 		probs = append(probs, Problem{File: path, Msg: err.Error()})
 	}
-	nScripts := 0
 	if cfg != nil {
-		probs = append(probs, cfg.CheckSecrets(m.lookupEnv)...)
-		var sp []Problem
-		nScripts, sp = checkScripts(cfg.Resolve(cfg.ScriptsDir), displayBase())
-		probs = append(probs, sp...)
-		if len(sp) == 0 {
-			probs = append(probs, m.checkRegistrations(cfg, displayBase())...)
+		// A key that could not be decoded already has its problem; its
+		// default value would only add a confusing second one.
+		bad := map[string]bool{}
+		for _, p := range probs {
+			if p.Key != "" {
+				bad[p.Key] = true
+			}
+		}
+		for _, p := range append(cfg.Validate(), cfg.CheckSecrets(m.lookupEnv)...) {
+			if !bad[p.Key] {
+				probs = append(probs, p)
+			}
 		}
 	}
-	for _, p := range probs {
-		fmt.Fprintln(m.Stdout, p.String())
-	}
-	if len(probs) > 0 {
-		fmt.Fprintf(m.Stderr, "mailbot check: %d problem(s)\n", len(probs))
-		return exitFailure
-	}
-	fmt.Fprintf(m.Stdout, "%s: ok (%d account(s), %d script(s))\n", path, len(cfg.Accounts), nScripts)
-	return exitOK
+	sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
+	return cfg, probs
 }
 
 // displayBase returns the folder that script paths are shown relative to:
@@ -82,8 +151,10 @@ func displayBase() string {
 
 // checkScripts compiles every .lua file under dir (modules in
 // subfolders included) and reports syntax errors as file:line problems.
-func checkScripts(dir, base string) (int, []Problem) {
+// It returns the number of files and the paths of those that compiled.
+func checkScripts(dir, base string) (int, []string, []Problem) {
 	var probs []Problem
+	var compiled []string
 	n := 0
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -114,56 +185,61 @@ func checkScripts(dir, base string) (int, []Problem) {
 				}
 			}
 			probs = append(probs, p)
+		} else {
+			compiled = append(compiled, path)
 		}
 		return nil
 	})
 	if err != nil {
 		probs = append(probs, Problem{File: dir, Msg: fmt.Sprintf("cannot read scripts: %v", unwrapPathError(err))})
 	}
-	sort.SliceStable(probs, func(i, j int) bool { return probs[i].File < probs[j].File })
-	return n, probs
+	return n, compiled, probs
 }
 
-// checkRegistrations loads each script the way "mailbot run" would, so
-// that its trigger registrations (cron specs, durations, time zones,
-// options) are validated too, without starting anything (see
-// engine.CheckScript).
-func (m *Main) checkRegistrations(cfg *Config, base string) []Problem {
+// checkRegistrations loads each script of scripts_dir (not the modules in
+// its subfolders) that compiled the way "mailbot run" would, so that its
+// trigger registrations (cron specs, durations, time zones, options) are
+// validated too, without starting anything (see engine.CheckScriptAll).
+func (m *Main) checkRegistrations(cfg *Config, base string, compiled []string) []Problem {
 	dir := cfg.Resolve(cfg.ScriptsDir)
-	paths, err := filepath.Glob(filepath.Join(dir, "*.lua"))
-	if err != nil {
-		return []Problem{{File: dir, Msg: err.Error()}}
-	}
 	lopts := luabind.Options{Getenv: m.lookupEnv, Logger: slog.New(slog.DiscardHandler), MemoryLimit: cfg.memoryLimit()}
 	cfg.applySandbox(&lopts)
 	ecfg := engine.Config{ScriptsDir: dir, RunTimeout: cfg.RunTimeout, Lua: lopts}
+	if ecfg.RunTimeout <= 0 { // reported with the config; check the scripts anyway
+		ecfg.RunTimeout = DefaultConfig().RunTimeout
+	}
 	if cfg.Timezone != "" {
 		if loc, err := time.LoadLocation(cfg.Timezone); err == nil {
 			ecfg.Location = loc
 		}
 	}
 	var probs []Problem
-	for _, p := range paths {
-		if strings.HasPrefix(filepath.Base(p), ".") || engine.IsTestFile(p) {
-			continue
-		}
-		err := engine.CheckScript(ecfg, p)
-		if err == nil {
+	for _, p := range compiled {
+		if filepath.Dir(p) != filepath.Clean(dir) || strings.HasPrefix(filepath.Base(p), ".") || engine.IsTestFile(p) {
 			continue
 		}
 		show := p
 		if rel, rerr := filepath.Rel(base, p); base != "" && rerr == nil {
 			show = rel
 		}
-		prob := Problem{File: show, Msg: firstLine(luabind.DescribeError(err))}
-		if _, line, ok := luabind.ErrorLocation(err); ok {
-			prob.Line = line
-			// The message repeats "file:line:"; keep what follows.
-			if i := strings.Index(prob.Msg, fmt.Sprintf(":%d: ", line)); i >= 0 {
-				prob.Msg = prob.Msg[i+len(fmt.Sprintf(":%d: ", line)):]
+		for _, err := range engine.CheckScriptAll(ecfg, p) {
+			prob := Problem{File: show, Msg: firstLine(luabind.DescribeError(err))}
+			if file, line, ok := luabind.ErrorLocation(err); ok {
+				prob.Line = line
+				if file != p && filepath.IsAbs(file) {
+					// In a module the script requires: point there.
+					prob.File = file
+					if rel, rerr := filepath.Rel(base, file); base != "" && rerr == nil {
+						prob.File = rel
+					}
+				}
+				// The message repeats "file:line:"; keep what follows.
+				if i := strings.Index(prob.Msg, fmt.Sprintf(":%d: ", line)); i >= 0 {
+					prob.Msg = prob.Msg[i+len(fmt.Sprintf(":%d: ", line)):]
+				}
 			}
+			probs = append(probs, prob)
 		}
-		probs = append(probs, prob)
 	}
 	return probs
 }

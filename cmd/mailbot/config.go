@@ -201,6 +201,17 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig decodes data (the content of the file at path) over
 // DefaultConfig with unknown keys rejected. It does not validate values.
 func ParseConfig(path string, data []byte) (*Config, error) {
+	cfg, err := parseConfig(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// parseConfig is ParseConfig, except that when only some keys could not be
+// decoded (unknown keys, wrong types) it also returns the config decoded
+// from the others, for check to go on with.
+func parseConfig(path string, data []byte) (*Config, error) {
 	cfg := DefaultConfig()
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -225,7 +236,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 			for _, msg := range te.Errors {
 				probs = append(probs, yamlProblem(path, &root, errors.New(msg)))
 			}
-			return nil, &ConfigError{Problems: probs}
+			return cfg, &ConfigError{Problems: probs}
 		}
 		return nil, &ConfigError{Problems: []Problem{yamlProblem(path, &root, err)}}
 	}
