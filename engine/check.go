@@ -16,11 +16,26 @@ import (
 // every reload, so it is reported as a problem. The error carries file:line
 // (see luabind.ErrorLocation).
 func CheckScript(cfg Config, path string) error {
-	tmp, err := os.MkdirTemp("", "mailbot-check")
+	e, cleanup, err := newCheckEngine(cfg)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer cleanup()
+	s, err := e.newScript(path)
+	if err != nil {
+		return err
+	}
+	s.close()
+	return nil
+}
+
+// newCheckEngine is an engine that loads scripts as CheckScript does: state
+// in a temporary folder, no outbox, an smtp module that refuses to connect.
+func newCheckEngine(cfg Config) (*Engine, func(), error) {
+	tmp, err := os.MkdirTemp("", "mailbot-check")
+	if err != nil {
+		return nil, nil, err
+	}
 	cfg.StateDir = tmp
 	cfg.Lua.Outbox = nil
 	mods := map[string]lua.LGFunction{}
@@ -31,22 +46,18 @@ func CheckScript(cfg Config, path string) error {
 	cfg.Lua.Modules = mods
 	e, err := New(cfg)
 	if err != nil {
-		return err
+		os.RemoveAll(tmp)
+		return nil, nil, err
 	}
 	store, err := OpenStateStore(tmp)
 	if err != nil {
-		return err
+		os.RemoveAll(tmp)
+		return nil, nil, err
 	}
 	e.store = store
 	var cancel context.CancelFunc
 	e.runBase, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	s, err := e.newScript(path)
-	if err != nil {
-		return err
-	}
-	s.close()
-	return nil
+	return e, func() { cancel(); os.RemoveAll(tmp) }, nil
 }
 
 // refusingSMTP stands in for the smtp module while checking.

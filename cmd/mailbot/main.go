@@ -80,6 +80,8 @@ func commands() []command {
 		{"run", "run the engine: watch scripts, fire triggers, deliver mail until stopped", (*Main).cmdRun},
 		{"check", "validate the config file and compile every script", (*Main).cmdCheck},
 		{"exec", "run one script's top-level code once", (*Main).cmdExec},
+		{"triggers", "list the triggers the scripts register, with next and last runs", (*Main).cmdTriggers},
+		{"fire", "run one trigger's handler once, now (a file, a scheduled time)", (*Main).cmdFire},
 		{"send", "send one message, like swaks", (*Main).cmdSend},
 		{"probe", "show what an SMTP server offers (EHLO, STARTTLS, AUTH, certificates)", (*Main).cmdProbe},
 		{"dev-server", "run a local SMTP server with STARTTLS and AUTH that stores mail in a Maildir", (*Main).cmdDevServer},
