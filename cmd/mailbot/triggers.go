@@ -56,7 +56,7 @@ func (m *Main) cmdTriggers(_ context.Context, args []string) int {
 		fmt.Fprintf(m.Stderr, "mailbot triggers: %v\n", err)
 		return exitConfig
 	}
-	list, errs := engine.ListTriggers(ecfg, time.Now())
+	list, errs := engine.ListTriggers(ecfg, time.Now().Truncate(time.Second))
 	if *asJSON {
 		if list == nil {
 			list = []engine.TriggerInfo{}
@@ -141,7 +141,11 @@ func showOutcome(t engine.TriggerInfo) string {
 		return "-"
 	}
 	s := t.LastOutcome
-	if t.LastDurationMS != nil {
+	switch {
+	case t.LastDurationMS == nil:
+	case *t.LastDurationMS == 0:
+		s += " (<1ms)"
+	default:
 		s += " (" + (time.Duration(*t.LastDurationMS) * time.Millisecond).String() + ")"
 	}
 	if t.LastError != "" {
