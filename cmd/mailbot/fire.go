@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailbot/mailbot/engine"
 	"github.com/mailbot/mailbot/luabind"
+	"github.com/mailbot/mailbot/outbox"
 )
 
 const fireDesc = `Runs one trigger's handler once, now, with the event it would get under
@@ -42,7 +43,7 @@ the daemon.
 
 Mail queued with mail.send is delivered before fire exits, as
 "exec --deliver" does, unless a daemon is running: then the daemon's outbox
-delivery sends it.
+delivery sends it. A refusal then exits with its stage's status (below).
 
 With --dry-run nothing leaves the machine and nothing real is written: SMTP
 goes to a local capture server whose messages land in the dry-run folder
@@ -181,6 +182,7 @@ func (m *Main) fireDeliver(ctx context.Context, env *scriptEnv, stateDir string,
 		// deliver the same messages in parallel.
 		defer lock.Release()
 	}
+	start := time.Now()
 	rep, err := env.outbox.DeliverOnce(ctx, env.delivery)
 	if err != nil {
 		fmt.Fprintf(m.Stderr, "mailbot fire: delivering the outbox: %v\n", err)
@@ -189,9 +191,46 @@ func (m *Main) fireDeliver(ctx context.Context, env *scriptEnv, stateDir string,
 	logger.Info("outbox delivered", "sent", rep.Sent, "deferred", rep.Deferred, "bounced", rep.Bounced)
 	if rep.Deferred > 0 || rep.Bounced > 0 {
 		fmt.Fprintf(m.Stderr, "mailbot fire: %d message(s) deferred, %d bounced; see mailbot queue list / queue dead\n", rep.Deferred, rep.Bounced)
-		return exitFailure
+		return outboxExit(env.outbox, start)
 	}
 	return exitOK
+}
+
+// outboxExit maps the reply that failed a delivery attempt made since
+// start to the exit status of its SMTP stage, as send reports it; 1 when
+// no attempt got a server reply (the outbox keeps no stage for those).
+func outboxExit(ob *outbox.Outbox, start time.Time) int {
+	dead, _ := ob.Dead()
+	queued, _ := ob.List()
+	for _, it := range append(dead, queued...) {
+		if it.LastAttempt.Before(start) {
+			continue
+		}
+		replies := []*outbox.Reply{it.LastReply}
+		for i := range it.Refused {
+			replies = append(replies, &it.Refused[i].Reply)
+		}
+		for _, r := range replies {
+			if r == nil || r.Code == 0 {
+				continue
+			}
+			switch strings.ToUpper(r.Command) {
+			case "MAIL":
+				return exitMail
+			case "RCPT":
+				return exitRcpt
+			case "DATA", ".", "BDAT":
+				return exitData
+			case "AUTH":
+				return exitAuth
+			case "STARTTLS":
+				return exitTLS
+			case "EHLO", "HELO", "LHLO", "":
+				return exitConnect
+			}
+		}
+	}
+	return exitFailure
 }
 
 // dryRunStateDir is the state directory of "fire --dry-run": a fresh copy,

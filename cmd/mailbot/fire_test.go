@@ -47,6 +47,9 @@ mailbot.on_file({ dir = %q, pattern = "*.csv", after = "move:done", name = "csv"
   mail.send(mail.message{ from = "bot@example.org", to = "ops@example.org", subject = "file " .. ev.name, text = "hi" })
 end)
 mailbot.on_start(function() end, { name = "boot" })
+mailbot.every("2h", function()
+  mail.send(mail.message{ from = "bot@example.org", to = "gone@example.org", subject = "bounce", text = "x" })
+end, { name = "bounce" })
 `, drop))
 	return dir, srv
 }
@@ -67,8 +70,8 @@ func TestTriggersCommand(t *testing.T) {
 		t.Fatalf("triggers: %v", r)
 	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(lines) != 5 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(lines[0], "LAST OUTCOME") {
-		t.Fatalf("want a header and 4 rows:\n%s", r.stdout)
+	if len(lines) != 6 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(lines[0], "LAST OUTCOME") {
+		t.Fatalf("want a header and 5 rows:\n%s", r.stdout)
 	}
 	for i, want := range [][]string{
 		{"report#daily", "cron", "0 8 * * 1-5 (UTC)"},
@@ -86,7 +89,7 @@ func TestTriggersCommand(t *testing.T) {
 	// JSON: stable field names, nulls for what never happened.
 	r = mailbot(t, dir, relayEnv, "triggers", "-c", "mailbot.yaml", "--json")
 	var list []map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &list); r.code != 0 || err != nil || len(list) != 4 {
+	if err := json.Unmarshal([]byte(r.stdout), &list); r.code != 0 || err != nil || len(list) != 5 {
 		t.Fatalf("triggers --json: %v %v", err, r)
 	}
 	var keys []string
@@ -150,6 +153,7 @@ func TestFireCommand(t *testing.T) {
 		{"unknown trigger", []string{"report#weekly"}, exitFailure, "", `no trigger named "weekly" (its named triggers: daily, csv, boot`, ""},
 		{"no ID", nil, exitFailure, "", "missing the trigger ID", ""},
 		{"bad time", []string{"report#daily", "--at", "8am"}, exitFailure, "", `time "8am"`, ""},
+		{"queued mail refused at RCPT", []string{"report#bounce"}, exitRcpt, "report#bounce (every 2h)", "1 bounced", ""},
 	}
 	for _, tc := range tests {
 		r := mailbot(t, dir, relayEnv, append([]string{"fire", "-c", "mailbot.yaml"}, tc.args...)...)
