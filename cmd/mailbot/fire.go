@@ -90,21 +90,10 @@ func (m *Main) cmdFire(ctx context.Context, args []string) int {
 	}
 	defer env.Close()
 
-	realState := cfg.Resolve(cfg.StateDir)
-	stateDir := realState
-	if env.capture != nil {
-		if stateDir, err = dryRunStateDir(realState, env.capture.dir); err != nil {
-			fmt.Fprintf(m.Stderr, "mailbot fire: %v\n", err)
-			return exitFailure
-		}
-	}
-	ecfg := engine.Config{
-		ScriptsDir: cfg.Resolve(cfg.ScriptsDir),
-		StateDir:   stateDir,
-		Workers:    1,
-		RunTimeout: cfg.RunTimeout,
-		Location:   env.lua.Location,
-		Lua:        env.lua,
+	ecfg, err := fireEngineConfig(cfg, env)
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "mailbot fire: %v\n", err)
+		return exitFailure
 	}
 	res, err := engine.Fire(ctx, ecfg, engine.FireRequest{
 		ID: pos[0], File: *file, At: *at, DryRun: env.capture != nil, LockWait: *wait,
@@ -126,7 +115,7 @@ func (m *Main) cmdFire(ctx context.Context, args []string) int {
 		code = exitFailure
 	}
 	if res.Err == nil && env.outbox != nil {
-		if c := m.fireDeliver(ctx, env, realState, logger); code == exitOK {
+		if c := m.fireDeliver(ctx, env, cfg.Resolve(cfg.StateDir), logger); code == exitOK {
 			code = c
 		}
 	}
@@ -231,6 +220,29 @@ func outboxExit(ob *outbox.Outbox, start time.Time) int {
 		}
 	}
 	return exitFailure
+}
+
+// fireEngineConfig is the engine configuration of fire: the config's
+// scripts and state_dir, or in a dry run a state overlay in the dry-run
+// folder (see dryRunStateDir). This is the one place fire meets the
+// dry-run setup.
+func fireEngineConfig(cfg *Config, env *scriptEnv) (engine.Config, error) {
+	ecfg := engine.Config{
+		ScriptsDir: cfg.Resolve(cfg.ScriptsDir),
+		StateDir:   cfg.Resolve(cfg.StateDir),
+		Workers:    1,
+		RunTimeout: cfg.RunTimeout,
+		Location:   env.lua.Location,
+		Lua:        env.lua,
+	}
+	if env.capture != nil {
+		dir, err := dryRunStateDir(ecfg.StateDir, env.capture.dir)
+		if err != nil {
+			return ecfg, err
+		}
+		ecfg.StateDir = dir
+	}
+	return ecfg, nil
 }
 
 // dryRunStateDir is the state directory of "fire --dry-run": a fresh copy,
