@@ -434,3 +434,58 @@ func TestClassifyRun(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptStateRefresh: another process's write is read before the next
+// run; unsaved changes of this one are not overwritten.
+func TestScriptStateRefresh(t *testing.T) {
+	dir := t.TempDir()
+	mine, _ := OpenStateStore(dir)
+	st, _ := mine.Script("s")
+	st.Set("a", "mine")
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := OpenStateStore(dir) // "mailbot fire"
+	ost, _ := other.Script("s")
+	ost.Set("a", "theirs")
+	if err := ost.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := st.Get("a"); v != "theirs" {
+		t.Fatalf("after refresh a = %v, want theirs", v)
+	}
+	ost.Set("a", "again")
+	ost.Flush()
+	st.Set("b", "unsaved")
+	st.Refresh()
+	if v, _ := st.Get("b"); v != "unsaved" {
+		t.Fatalf("refresh dropped an unsaved change: b = %v", v)
+	}
+}
+
+// TestLockScriptGivenUp: a wait that runs out leaves no lock behind.
+func TestLockScriptGivenUp(t *testing.T) {
+	dir := t.TempDir()
+	held, err := LockScript(context.Background(), dir, "s.lua", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := LockScript(ctx, dir, "s", func() { waited = true }); !errors.Is(err, context.DeadlineExceeded) || !waited {
+		t.Fatalf("lock while held: %v (waited %v)", err, waited)
+	}
+	held.Release()
+	again, err := LockScript(context.Background(), dir, "s", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Release()
+	if _, err := LockScript(context.Background(), dir, ".x.lua", nil); err == nil {
+		t.Error("an invalid script name was accepted")
+	}
+}

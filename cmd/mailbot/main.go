@@ -1,6 +1,7 @@
 // Command mailbot runs Lua mail-automation scripts and offers the tools
 // around them: a daemon (run), a config and script checker (check), one-off
-// script runs (exec), a swaks-like sender (send), a server inspector (probe)
+// script runs (exec), a trigger list (triggers), one trigger run now (fire),
+// a swaks-like sender (send), a server inspector (probe)
 // and a local development mail server (dev-server).
 //
 // Usage:
