@@ -25,7 +25,7 @@ import (
 // triggerNameRE is what a name option may hold.
 var triggerNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
-// TriggerKinds maps a registrar to the kind "mailbot triggers" shows.
+// triggerKinds maps a registrar to the kind "mailbot triggers" shows.
 var triggerKinds = map[string]string{"on_file": "file", "every": "every", "cron": "cron", "on_start": "start"}
 
 // ID returns the trigger's ID: "<script>#<name>", else "<script>#<n>".
