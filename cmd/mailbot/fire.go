@@ -224,7 +224,7 @@ func outboxExit(ob *outbox.Outbox, start time.Time) int {
 
 // fireEngineConfig is the engine configuration of fire: the config's
 // scripts and state_dir, or in a dry run a state overlay in the dry-run
-// folder (see dryRunStateDir). This is the one place fire meets the
+// folder (see fireDryRunState). This is the one place fire meets the
 // dry-run setup.
 func fireEngineConfig(cfg *Config, env *scriptEnv) (engine.Config, error) {
 	ecfg := engine.Config{
@@ -236,7 +236,7 @@ func fireEngineConfig(cfg *Config, env *scriptEnv) (engine.Config, error) {
 		Lua:        env.lua,
 	}
 	if env.capture != nil {
-		dir, err := dryRunStateDir(ecfg.StateDir, env.capture.dir)
+		dir, err := fireDryRunState(ecfg.StateDir, env.capture.dir)
 		if err != nil {
 			return ecfg, err
 		}
@@ -245,11 +245,11 @@ func fireEngineConfig(cfg *Config, env *scriptEnv) (engine.Config, error) {
 	return ecfg, nil
 }
 
-// dryRunStateDir is the state directory of "fire --dry-run": a fresh copy,
+// fireDryRunState is the state directory of "fire --dry-run": a fresh copy,
 // inside the dry-run folder, of the real state the run may read (script
 // states, last-run marks, run outcomes), so the real one is never written
 // and two dry runs in a row start from the same state.
-func dryRunStateDir(realState, dryDir string) (string, error) {
+func fireDryRunState(realState, dryDir string) (string, error) {
 	dir := filepath.Join(dryDir, "fire-state")
 	if err := os.RemoveAll(dir); err != nil {
 		return "", fmt.Errorf("dry run: %w", err)
