@@ -35,11 +35,30 @@ func CheckScriptAll(cfg Config, path string) []error {
 }
 
 func checkScript(cfg Config, path string, all bool) []error {
-	tmp, err := os.MkdirTemp("", "mailbot-check")
+	e, cleanup, err := newCheckEngine(cfg)
 	if err != nil {
 		return []error{err}
 	}
-	defer os.RemoveAll(tmp)
+	defer cleanup()
+	var errs []error
+	if all {
+		e.onAPI = func(s *script) { recordRegistrationErrors(s.L, &errs) }
+	}
+	s, err := e.newScript(path)
+	if err != nil {
+		return append(errs, err)
+	}
+	s.close()
+	return errs
+}
+
+// newCheckEngine is an engine that loads scripts as CheckScript does: state
+// in a temporary folder, no outbox, an smtp module that refuses to connect.
+func newCheckEngine(cfg Config) (*Engine, func(), error) {
+	tmp, err := os.MkdirTemp("", "mailbot-check")
+	if err != nil {
+		return nil, nil, err
+	}
 	cfg.StateDir = tmp
 	cfg.Lua.Outbox = nil
 	mods := map[string]lua.LGFunction{}
@@ -50,26 +69,18 @@ func checkScript(cfg Config, path string, all bool) []error {
 	cfg.Lua.Modules = mods
 	e, err := New(cfg)
 	if err != nil {
-		return []error{err}
+		os.RemoveAll(tmp)
+		return nil, nil, err
 	}
 	store, err := OpenStateStore(tmp)
 	if err != nil {
-		return []error{err}
+		os.RemoveAll(tmp)
+		return nil, nil, err
 	}
 	e.store = store
-	var errs []error
-	if all {
-		e.onAPI = func(s *script) { recordRegistrationErrors(s.L, &errs) }
-	}
 	var cancel context.CancelFunc
 	e.runBase, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	s, err := e.newScript(path)
-	if err != nil {
-		return append(errs, err)
-	}
-	s.close()
-	return errs
+	return e, func() { cancel(); os.RemoveAll(tmp) }, nil
 }
 
 // recordRegistrationErrors replaces the registrars of the mailbot table with

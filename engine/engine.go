@@ -97,6 +97,8 @@ type Engine struct {
 	clock Clock
 
 	heldLock  *StateLock // given by WithStateLock; nil: Run locks StateDir
+	lockRuns  bool       // take each script's cross-process lock around its runs (Run)
+	firing    bool       // a Fire engine: it holds the script's lock itself
 	store     *StateStore
 	ledger    *Ledger
 	hub       *WatchHub // one inotify instance for every watched folder
@@ -198,6 +200,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	e.store = store
+	e.lockRuns = true
 	ledger, err := OpenLedger(filepath.Join(e.cfg.StateDir, "ledger.jsonl"), LedgerOptions{})
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)

@@ -39,6 +39,9 @@ type script struct {
 	schedule []*schedRun
 	files    []*fileRun
 	starts   []*trigger
+	// all holds every registration in order; all[n-1] is "<script>#<n>".
+	all   []*trigger
+	names map[string]bool // the name options given so far
 
 	closeOnce sync.Once
 
@@ -54,6 +57,12 @@ type trigger struct {
 	label   string // "every 5m", "cron 0 8 * * 1-5", "on_file /srv/drop/*.csv"
 	fn      *lua.LFunction
 	timeout time.Duration
+	n       int            // registration order within the script, from 1
+	name    string         // the name option; "" when none was given
+	loc     *time.Location // schedules: the zone --at times are read in
+	spec    string         // what "mailbot triggers" shows as the spec
+	sched   *schedRun      // set for every and cron
+	file    *fileRun       // set for on_file
 }
 
 type schedRun struct {
@@ -296,6 +305,7 @@ func (s *script) luaOnFile(L *lua.LState) int {
 	opts := L.CheckTable(1)
 	fn := L.CheckFunction(2)
 	checkKeys(L, opts, "on_file", "dir", "pattern", "events", "recursive", "settle", "existing", "after", "timeout", "retries", "overlap", "name")
+	name := s.nameOpt(L, opts, "on_file")
 	if o, ok := L.GetField(opts, "overlap").(lua.LString); ok && o != "queue" {
 		// Skipping would drop a file that lands while the handler runs.
 		L.RaiseError("mailbot.on_file: overlap = %q is not possible: every dropped file is handled, so files queue (overlap = \"queue\", the default)", string(o))
@@ -343,11 +353,17 @@ func (s *script) luaOnFile(L *lua.LState) int {
 		spec.Backoff.MaxAttempts = int(n) + 1
 	}
 	fr := &fileRun{
-		trigger: trigger{s: s, kind: "on_file", fn: fn,
+		trigger: trigger{s: s, kind: "on_file", fn: fn, name: name,
 			label:   "on_file " + filepath.Join(spec.Dir, spec.Pattern),
+			spec:    filepath.Join(spec.Dir, spec.Pattern),
 			timeout: durationOpt(L, opts, "timeout", s.e.cfg.RunTimeout, "on_file")},
 		spec: spec,
 	}
+	if spec.Pattern == "" {
+		fr.trigger.spec = filepath.Join(spec.Dir, "*")
+	}
+	fr.trigger.file = fr
+	s.register(&fr.trigger)
 	s.files = append(s.files, fr)
 	return 0
 }
@@ -361,7 +377,7 @@ func (s *script) luaEvery(L *lua.LState) int {
 	if err != nil {
 		L.RaiseError("mailbot.every: %v", err)
 	}
-	s.addSchedule(L, "every", spec, every, fn, L.OptTable(3, L.NewTable()))
+	s.addSchedule(L, "every", spec, every, s.e.cfg.Location, fn, L.OptTable(3, L.NewTable()))
 	return 0
 }
 
@@ -383,12 +399,16 @@ func (s *script) luaCron(L *lua.LState) int {
 	if err != nil {
 		L.RaiseError("mailbot.cron: %v", err)
 	}
-	s.addSchedule(L, "cron", spec, sched, fn, opts)
+	if cs, ok := sched.(*cronSpec); ok && cs.hasLoc {
+		loc = cs.loc // a CRON_TZ= prefix
+	}
+	s.addSchedule(L, "cron", spec, sched, loc, fn, opts)
 	return 0
 }
 
-func (s *script) addSchedule(L *lua.LState, kind, spec string, sched Schedule, fn *lua.LFunction, opts *lua.LTable) {
+func (s *script) addSchedule(L *lua.LState, kind, spec string, sched Schedule, loc *time.Location, fn *lua.LFunction, opts *lua.LTable) {
 	checkKeys(L, opts, kind, "tz", "overlap", "catchup", "timeout", "name")
+	name := s.nameOpt(L, opts, kind)
 	policy := OverlapSkip
 	if o, ok := L.GetField(opts, "overlap").(lua.LString); ok {
 		p, err := ParseOverlapPolicy(string(o))
@@ -401,20 +421,33 @@ func (s *script) addSchedule(L *lua.LState, kind, spec string, sched Schedule, f
 	if tz, ok := L.GetField(opts, "tz").(lua.LString); ok {
 		label += " (" + string(tz) + ")"
 	}
-	s.schedule = append(s.schedule, &schedRun{
-		trigger: trigger{s: s, kind: kind, label: label, fn: fn,
+	shown := spec
+	if kind == "cron" {
+		shown += " (" + loc.String() + ")"
+	}
+	sr := &schedRun{
+		trigger: trigger{s: s, kind: kind, label: label, fn: fn, name: name, loc: loc, spec: shown,
 			timeout: durationOpt(L, opts, "timeout", s.e.cfg.RunTimeout, kind)},
 		sched:   sched,
 		guard:   &OverlapGuard{Policy: policy},
 		key:     strings.TrimSuffix(s.name, ".lua") + "|" + label,
 		catchup: lua.LVAsBool(L.GetField(opts, "catchup")),
-	})
+	}
+	sr.trigger.sched = sr
+	s.register(&sr.trigger)
+	s.schedule = append(s.schedule, sr)
 }
 
-// luaOnStart: mailbot.on_start(fn) runs fn once after each (re)load.
+// luaOnStart: mailbot.on_start(fn [, {name=}]) runs fn once after each (re)load.
 func (s *script) luaOnStart(L *lua.LState) int {
 	s.checkLoading(L, "on_start")
-	s.starts = append(s.starts, &trigger{s: s, kind: "on_start", label: "on_start", fn: L.CheckFunction(1), timeout: s.e.cfg.RunTimeout})
+	fn := L.CheckFunction(1)
+	opts := L.OptTable(2, L.NewTable())
+	checkKeys(L, opts, "on_start", "name")
+	t := &trigger{s: s, kind: "on_start", label: "on_start", fn: fn, timeout: s.e.cfg.RunTimeout,
+		name: s.nameOpt(L, opts, "on_start")}
+	s.register(t)
+	s.starts = append(s.starts, t)
 	return 0
 }
 
@@ -510,15 +543,7 @@ func (e *Engine) startFileTrigger(fr *fileRun) {
 }
 
 func (e *Engine) handleFile(fr *fileRun, rf ReadyFile) {
-	op := "create"
-	if rf.Op.Has(OpWrite) && !rf.Op.Has(OpCreate) {
-		op = "write"
-	}
-	ev := map[string]lua.LValue{
-		"path": lua.LString(rf.Path), "name": lua.LString(rf.Name), "dir": lua.LString(rf.Dir),
-		"op": lua.LString(op), "size": lua.LNumber(rf.Size), "mtime": lua.LNumber(rf.ModTime.Unix()),
-		"sha256": lua.LString(rf.SHA256), "attempt": lua.LNumber(rf.Attempt), "existing": lua.LBool(rf.Existing),
-	}
+	ev := fileEvent(rf)
 	if !e.inflight.begin() {
 		return // shutting down: the file stays and is handled at next start
 	}
@@ -619,7 +644,13 @@ func (e *Engine) fireSchedule(sr *schedRun, t Tick) {
 // holding a worker slot and the script's state. Lua errors, panics and
 // timeouts are logged with script, trigger, file:line and duration, and
 // affect nothing else.
-func (e *Engine) run(t *trigger, fields map[string]lua.LValue, after func()) (err error) {
+func (e *Engine) run(t *trigger, fields map[string]lua.LValue, after func()) error {
+	return e.runWith(t, fields, after, nil)
+}
+
+// runWith is run; seen, when set, is handed the run's context before the
+// handler starts (Fire tells a timeout by it).
+func (e *Engine) runWith(t *trigger, fields map[string]lua.LValue, after func(), seen func(context.Context)) (err error) {
 	s := t.s
 	s.runs.Add(1)
 	defer s.runs.Done()
@@ -632,6 +663,25 @@ func (e *Engine) run(t *trigger, fields map[string]lua.LValue, after func()) (er
 	defer e.release()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if e.lockRuns {
+		// Runs of one script never overlap across processes either:
+		// "mailbot fire" takes the same lock.
+		lock, lerr := LockScript(s.ctx, e.cfg.StateDir, s.name, func() {
+			e.log.Info("run waits for the script's lock: a mailbot fire of it is running", "script", s.name, "trigger", t.label)
+		})
+		if lerr != nil {
+			if after != nil {
+				after()
+			}
+			e.log.Error("run not started: script lock", "script", s.name, "trigger", t.label, "error", lerr)
+			return lerr
+		}
+		defer lock.Release()
+		// mailbot fire may have changed the script's state meanwhile.
+		if rerr := s.state.Refresh(); rerr != nil {
+			e.log.Error("reloading script state", "script", s.name, "error", rerr)
+		}
+	}
 	if s.ctx.Err() != nil {
 		if after != nil {
 			after()
@@ -640,6 +690,9 @@ func (e *Engine) run(t *trigger, fields map[string]lua.LValue, after func()) (er
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, t.timeout)
 	defer cancel()
+	if seen != nil {
+		seen(ctx)
+	}
 	L := s.L
 	runCtx, stopRun := luabind.StartRun(ctx, L)
 	start := time.Now()
@@ -666,6 +719,7 @@ func (e *Engine) run(t *trigger, fields map[string]lua.LValue, after func()) (er
 			after()
 		}
 		e.logRun(t, start, runCtx, err)
+		e.recordOutcome(t, start, runCtx, err)
 	}()
 	return L.CallByParam(lua.P{Fn: t.fn, NRet: 0, Protect: true}, ev)
 }

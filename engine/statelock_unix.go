@@ -24,3 +24,14 @@ func tryFlock(f *os.File) error {
 		return err
 	}
 }
+
+// waitFlock takes f's exclusive flock(2) lock, waiting for it.
+func waitFlock(f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		return err
+	}
+}

@@ -85,6 +85,7 @@ func (s *StateStore) Script(name string) (*ScriptState, error) {
 	if st.values == nil { // the file held JSON null
 		st.values = make(map[string]any)
 	}
+	st.disk, _ = os.Stat(st.path)
 	s.scripts[name] = st
 	return st, nil
 }
@@ -147,7 +148,8 @@ type ScriptState struct {
 	version uint64 // bumped on each change
 	saved   uint64 // version last written
 
-	flushMu sync.Mutex // one writer at a time, so an older snapshot never lands last
+	flushMu sync.Mutex  // one writer at a time, so an older snapshot never lands last
+	disk    os.FileInfo // the file as last read or written here; nil: none
 }
 
 // Get returns a deep copy of the value stored under key.
@@ -236,7 +238,41 @@ func (st *ScriptState) Flush() error {
 	}
 	st.mu.Lock()
 	st.saved = version
+	st.disk, _ = os.Stat(st.path)
 	st.mu.Unlock()
+	return nil
+}
+
+// Refresh re-reads the state from disk when another process ("mailbot
+// fire") replaced the file since this one last read or wrote it, so that
+// the next run sees that process's changes instead of overwriting them.
+// Changes not flushed yet win: the file is then left alone.
+func (st *ScriptState) Refresh() error {
+	st.flushMu.Lock()
+	defer st.flushMu.Unlock()
+	fi, err := os.Stat(st.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("engine: state of %s: %w", st.name, err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.version != st.saved {
+		return nil
+	}
+	if st.disk != nil && os.SameFile(st.disk, fi) && st.disk.ModTime().Equal(fi.ModTime()) && st.disk.Size() == fi.Size() {
+		return nil
+	}
+	values := make(map[string]any)
+	if err := readJSONFile(st.path, &values); err != nil {
+		return fmt.Errorf("engine: reload state of %s: %w", st.name, err)
+	}
+	if values == nil {
+		values = make(map[string]any)
+	}
+	st.values, st.disk = values, fi
 	return nil
 }
 

@@ -1,6 +1,7 @@
 // Command mailbot runs Lua mail-automation scripts and offers the tools
 // around them: a daemon (run), a config and script checker (check), one-off
-// script runs (exec), a swaks-like sender (send), a server inspector (probe)
+// script runs (exec), a trigger list (triggers), one trigger run now (fire),
+// a swaks-like sender (send), a server inspector (probe)
 // and a local development mail server (dev-server).
 //
 // Usage:
@@ -81,6 +82,8 @@ func commands() []command {
 		{"check", "validate the config file and compile every script", (*Main).cmdCheck},
 		{"exec", "run one script's top-level code once", (*Main).cmdExec},
 		{"test", "run the scripts' Lua tests (*_test.lua) with no network and no real state", (*Main).cmdTest},
+		{"triggers", "list the triggers the scripts register, with next and last runs", (*Main).cmdTriggers},
+		{"fire", "run one trigger's handler once, now (a file, a scheduled time)", (*Main).cmdFire},
 		{"send", "send one message, like swaks", (*Main).cmdSend},
 		{"probe", "show what an SMTP server offers (EHLO, STARTTLS, AUTH, certificates)", (*Main).cmdProbe},
 		{"dev-server", "run a local SMTP server with STARTTLS and AUTH that stores mail in a Maildir", (*Main).cmdDevServer},
