@@ -67,6 +67,9 @@ type Main struct {
 	Stdin          io.Reader
 	// LookupEnv reads the environment; default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// Hangup, when set, replaces SIGHUP for "mailbot run" (config
+	// reload), so tests can ask for a reload in-process.
+	Hangup <-chan os.Signal
 }
 
 // command is one subcommand.
@@ -259,22 +262,8 @@ func (m *Main) optionalConfig(cmd, flagValue string) (cfg *Config, logger *slog.
 // newLogger builds mailbot's logger on stderr from the config (nil for
 // defaults), honouring MAILBOT_LOG_LEVEL.
 func (m *Main) newLogger(cfg *Config) (*slog.Logger, error) {
-	level, format := "info", "text"
-	if cfg != nil {
-		level, format = cfg.Log.Level, cfg.Log.Format
-	}
-	if v, ok := m.lookupEnv(envLogLevel); ok && v != "" {
-		level = strings.ToLower(v)
-	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(m.Stderr, opts)), nil
-	}
-	return slog.New(slog.NewTextHandler(m.Stderr, opts)), nil
+	logger, _, err := m.newLevelLogger(cfg)
+	return logger, err
 }
 
 // stringList is a repeatable flag; each value may also be comma separated.
