@@ -93,6 +93,7 @@ func commands() []command {
 		{"oauth", "sign in OAuth2 accounts (device flow) and show their token status", (*Main).cmdOAuth},
 		{"queue", "inspect and manage the outbox: list, show, retry, delete, dead, requeue", (*Main).cmdQueue},
 		{"dkim-record", "print the DNS TXT record for an account's DKIM key", (*Main).cmdDKIMRecord},
+		{"health", "ask a running daemon's /healthz; exit 0 when healthy (container HEALTHCHECK)", (*Main).cmdHealth},
 		{"version", "print mailbot's version", (*Main).cmdVersion},
 	}
 }
