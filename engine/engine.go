@@ -123,6 +123,13 @@ type Engine struct {
 	// onAPI, when set, runs after a script's mailbot table is installed
 	// and before its top-level code (CheckScriptAll wraps the registrars).
 	onAPI func(*script)
+
+	// Reconfigure (reconfigure.go): requests to the Run loop, the hook
+	// called once the scripts are loaded, and whether the loop is
+	// reloading the scripts for a new configuration.
+	reconf        chan reconfigRequest
+	onStarted     func()
+	reconfiguring bool
 }
 
 // New prepares an engine; nothing runs until Run.
@@ -157,6 +164,7 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		scripts: make(map[string]*script),
 		sched:   make(map[string]*schedRun),
 		workers: make(chan struct{}, cfg.Workers),
+		reconf:  make(chan reconfigRequest),
 	}
 	for _, o := range opts {
 		o(e)
@@ -240,6 +248,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.load(p)
 	}
 	e.log.Info("engine started", "scripts_dir", e.cfg.ScriptsDir, "scripts", len(e.scripts), "workers", e.cfg.Workers)
+	if e.onStarted != nil {
+		e.onStarted()
+	}
 
 	for {
 		select {
@@ -263,6 +274,8 @@ func (e *Engine) Run(ctx context.Context) error {
 					e.rescanScripts()
 				}
 			}
+		case req := <-e.reconf:
+			e.reconfigure(req)
 		case t := <-e.scheduler.Ticks():
 			e.mu.Lock()
 			sr := e.sched[t.ID]
@@ -394,6 +407,12 @@ func (e *Engine) retire(old *script) {
 		}
 	}
 	e.mu.Unlock()
+	if e.reconfiguring {
+		// A configuration reload lets every run finish; each is
+		// bounded by its own timeout.
+		go func() { old.runs.Wait(); old.close() }()
+		return
+	}
 	go func() {
 		if !old.waitRuns(e.cfg.Grace) {
 			e.log.Warn("runs of the old version still going after the grace period; stopping them", "script", old.name)

@@ -133,14 +133,23 @@ func (e *Engine) load(path string) {
 
 	// File triggers start once the old version's runs are over, so a file
 	// in flight there is not picked up a second time here.
+	patient := e.reconfiguring
 	go func() {
-		if old != nil {
+		switch {
+		case old != nil && patient:
+			old.runs.Wait()
+		case old != nil:
 			old.waitRuns(e.cfg.Grace)
 		}
 		for _, fr := range s.files {
 			e.startFileTrigger(fr)
 		}
 	}()
+	if old != nil && patient {
+		// on_start handlers ran when this script started; a new
+		// configuration does not start it again.
+		return
+	}
 	for _, t := range s.starts {
 		if !e.inflight.begin() {
 			break

@@ -101,7 +101,7 @@ func (o *Outbox) Deliver(ctx context.Context, accounts map[string]Account) error
 		}
 	})
 	var rep report
-	o.startWorkers(ctx, &wg, accounts, false, &rep)
+	o.deliverGenerations(ctx, &wg, accounts, &rep)
 	wg.Wait()
 	if err := o.flushSent(); err != nil {
 		o.log.Warn("outbox: flush sent records", "error", err)
@@ -124,7 +124,7 @@ func (o *Outbox) DeliverOnce(ctx context.Context, accounts map[string]Account) (
 	}
 	var wg sync.WaitGroup
 	var rep report
-	o.startWorkers(ctx, &wg, accounts, true, &rep)
+	o.startWorkers(ctx, &wg, accounts, true, &rep, nil)
 	wg.Wait()
 	err := o.flushSent()
 	return Report{Sent: int(rep.sent.Load()), Deferred: int(rep.deferred.Load()), Bounced: int(rep.bounced.Load())}, errors.Join(ctx.Err(), err)
@@ -132,7 +132,9 @@ func (o *Outbox) DeliverOnce(ctx context.Context, accounts map[string]Account) (
 
 type report struct{ sent, deferred, bounced atomic.Int64 }
 
-func (o *Outbox) startWorkers(ctx context.Context, wg *sync.WaitGroup, accounts map[string]Account, once bool, rep *report) {
+// startWorkers starts the workers of accounts; each ends when ctx does,
+// or, after its batch in flight, when stop is closed (nil: never).
+func (o *Outbox) startWorkers(ctx context.Context, wg *sync.WaitGroup, accounts map[string]Account, once bool, rep *report, stop <-chan struct{}) {
 	// One rate limiter and one circuit per account, shared by its own
 	// workers and by the workers failing over to it.
 	routes := make(map[string]*route, len(accounts))
@@ -146,7 +148,7 @@ func (o *Outbox) startWorkers(ctx context.Context, wg *sync.WaitGroup, accounts 
 	for name, acct := range accounts {
 		chain := o.chain(name, routes)
 		for range max(acct.Concurrency, 1) {
-			w := &worker{o: o, queue: name, routes: chain, once: once, rep: rep}
+			w := &worker{o: o, queue: name, routes: chain, once: once, rep: rep, stop: stop}
 			w.use(chain[0])
 			wg.Go(func() { w.run(ctx) })
 		}
@@ -195,6 +197,7 @@ type worker struct {
 	routes []*route
 	once   bool
 	rep    *report
+	stop   <-chan struct{} // closed: finish the batch, then end (SetAccounts)
 
 	// The account of the session (routes[0], or a fallback while that
 	// one fails): connect opens sessions for name and acct.
@@ -212,7 +215,7 @@ type worker struct {
 func (w *worker) run(ctx context.Context) {
 	defer w.closing.Wait() // every file unlocked before the worker is done
 	defer w.closeSession(ctx)
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !w.retired() {
 		e, due, changed := w.o.idx.claim(w.queue, w.o.opts.Now())
 		if e != nil {
 			w.deliverBatch(ctx, e)
@@ -236,6 +239,7 @@ func (w *worker) run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+		case <-w.stop:
 		case <-changed:
 		case <-timeout:
 		}

@@ -165,7 +165,8 @@ type Outbox struct {
 	idx    index
 	lastID time.Time // time part of the last id issued (committer only)
 
-	deliverMu sync.Mutex // one Deliver/DeliverOnce at a time per Outbox
+	deliverMu sync.Mutex     // one Deliver/DeliverOnce at a time per Outbox
+	accounts  accountsUpdate // SetAccounts hands the running Deliver new accounts
 
 	sentSync  sync.Mutex
 	sentDirty int // messages moved to sent/ since the last directory flush

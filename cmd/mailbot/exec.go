@@ -323,18 +323,9 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 				logger.Info("dev server listening", "addr", dev.addr, "maildir", cfg.Resolve(cfg.DevServer.Maildir), "ca_file", dev.caPath)
 			}
 		}
-		accounts, err := luaAccounts(cfg, env.dev, m.lookupEnv, logger)
+		accounts, err := m.scriptAccounts(cfg, env, logger)
 		if err != nil {
 			return fail(err)
-		}
-		if env.capture != nil {
-			// Everything goes to the capture server, whose certificate
-			// must then be trusted for scripts that call starttls()
-			// themselves after connecting to an account.
-			for name, acc := range accounts {
-				acc.RootCAs = env.capture.srv.CertPool()
-				accounts[name] = acc
-			}
 		}
 		opts.SMTP.Accounts, opts.SMTP.DefaultAccount = accounts, cfg.DefaultAccount
 
@@ -353,13 +344,8 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 		}
 		env.outbox = ob
 		opts.Outbox = ob
-		env.delivery = make(map[string]outbox.Account, len(accounts))
-		for name, acc := range accounts {
-			oa, err := acc.OutboxAccount(opts.SMTP.DryRun)
-			if err != nil {
-				return fail(fmt.Errorf("accounts.%s: %w", name, err))
-			}
-			env.delivery[name] = oa
+		if env.delivery, err = deliveryAccounts(accounts, opts.SMTP.DryRun); err != nil {
+			return fail(err)
 		}
 		if env.dry != nil {
 			// A dry run's mail.send delivers at once, so each message
@@ -369,6 +355,38 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 	}
 	env.lua = opts
 	return env, nil
+}
+
+// scriptAccounts builds the Lua accounts of cfg for env: aimed at its dev
+// server, and trusting its capture server in a dry run.
+func (m *Main) scriptAccounts(cfg *Config, env *scriptEnv, logger *slog.Logger) (map[string]luabind.Account, error) {
+	accounts, err := luaAccounts(cfg, env.dev, m.lookupEnv, logger)
+	if err != nil {
+		return nil, err
+	}
+	if env.capture != nil {
+		// Everything goes to the capture server, whose certificate
+		// must then be trusted for scripts that call starttls()
+		// themselves after connecting to an account.
+		for name, acc := range accounts {
+			acc.RootCAs = env.capture.srv.CertPool()
+			accounts[name] = acc
+		}
+	}
+	return accounts, nil
+}
+
+// deliveryAccounts converts the Lua accounts for the outbox.
+func deliveryAccounts(accounts map[string]luabind.Account, dry *luabind.DryRun) (map[string]outbox.Account, error) {
+	out := make(map[string]outbox.Account, len(accounts))
+	for name, acc := range accounts {
+		oa, err := acc.OutboxAccount(dry)
+		if err != nil {
+			return nil, fmt.Errorf("accounts.%s: %w", name, err)
+		}
+		out[name] = oa
+	}
+	return out, nil
 }
 
 // engineConfig is the engine's configuration for cfg and this

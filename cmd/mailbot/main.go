@@ -67,6 +67,9 @@ type Main struct {
 	Stdin          io.Reader
 	// LookupEnv reads the environment; default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// Hangup, when set, replaces SIGHUP for "mailbot run" (config
+	// reload), so tests can ask for a reload in-process.
+	Hangup <-chan os.Signal
 }
 
 // command is one subcommand.
@@ -90,6 +93,7 @@ func commands() []command {
 		{"oauth", "sign in OAuth2 accounts (device flow) and show their token status", (*Main).cmdOAuth},
 		{"queue", "inspect and manage the outbox: list, show, retry, delete, dead, requeue", (*Main).cmdQueue},
 		{"dkim-record", "print the DNS TXT record for an account's DKIM key", (*Main).cmdDKIMRecord},
+		{"health", "ask a running daemon's /healthz; exit 0 when healthy (container HEALTHCHECK)", (*Main).cmdHealth},
 		{"version", "print mailbot's version", (*Main).cmdVersion},
 	}
 }
@@ -259,22 +263,8 @@ func (m *Main) optionalConfig(cmd, flagValue string) (cfg *Config, logger *slog.
 // newLogger builds mailbot's logger on stderr from the config (nil for
 // defaults), honouring MAILBOT_LOG_LEVEL.
 func (m *Main) newLogger(cfg *Config) (*slog.Logger, error) {
-	level, format := "info", "text"
-	if cfg != nil {
-		level, format = cfg.Log.Level, cfg.Log.Format
-	}
-	if v, ok := m.lookupEnv(envLogLevel); ok && v != "" {
-		level = strings.ToLower(v)
-	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(m.Stderr, opts)), nil
-	}
-	return slog.New(slog.NewTextHandler(m.Stderr, opts)), nil
+	logger, _, err := m.newLevelLogger(cfg)
+	return logger, err
 }
 
 // stringList is a repeatable flag; each value may also be comma separated.

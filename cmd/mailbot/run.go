@@ -4,15 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/mailbot/mailbot/engine"
+	"github.com/mailbot/mailbot/internal/sdnotify"
 )
 
 const runDesc = `Runs the engine: loads every script in scripts_dir, reloads them when they
 change, fires their triggers (mailbot.on_file, every, cron, on_start) and
 delivers their mail, until SIGINT or SIGTERM; then lets runs in flight
-finish and exits 0. Messages queued with mail.send are delivered from the
+finish and exits 0. SIGHUP reloads the config file ("systemctl reload
+mailbot"): accounts (hosts, credential sources, OAuth2, DKIM, fallbacks),
+default_account, log.level, run_timeout, limits, timezone, sandbox and
+fs_roots change for new work. Every script is reloaded under the new
+config (its top-level code runs again; on_start handlers do not fire
+again); runs in flight finish under the old one, and the outbox finishes
+the sessions it has open and opens new ones with the new account settings.
+scripts_dir, state_dir, workers, log.format and dev_server take effect
+only at a restart. An invalid file changes nothing: each problem is logged
+as file:line and the running config stays. Under systemd with
+Type=notify, mailbot reports READY=1 once the scripts are loaded,
+RELOADING=1 during a reload, STOPPING=1 at shutdown, and WATCHDOG=1 when
+WatchdogSec is set. Messages queued with mail.send are delivered from the
 outbox (<state_dir>/outbox) with retries; see "mailbot queue".
 
 With a dev_server section, the embedded development mail server is
@@ -48,7 +62,7 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 	if !ok {
 		return status
 	}
-	logger, err := m.newLogger(cfg)
+	logger, level, err := m.newLevelLogger(cfg)
 	if err != nil {
 		fmt.Fprintf(m.Stderr, "mailbot run: %v\n", err)
 		return exitConfig
@@ -88,11 +102,31 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		}
 	}
 
-	e, err := engine.New(env.engineConfig(cfg), engine.WithLogger(logger), engine.WithStateLock(lock))
+	// systemd (Type=notify): READY=1 once the scripts are loaded (the
+	// outbox is open by now), RELOADING=1/READY=1 around each SIGHUP
+	// reload, STOPPING=1 at shutdown, WATCHDOG=1 when WatchdogSec is set.
+	notify := sdnotify.New(m.lookupEnv)
+	ready := func() {
+		if err := notify.Ready(); err != nil {
+			logger.Warn("systemd notification", "error", err)
+		}
+	}
+	e, err := engine.New(env.engineConfig(cfg), engine.WithLogger(logger), engine.WithStateLock(lock), engine.WithStartedHook(ready))
 	if err != nil {
 		logger.Error("startup failed", "error", err)
 		return exitFailure
 	}
+	d := &daemon{m: m, cfg: cfg, env: env, engine: e, log: logger, level: level, notify: notify}
+	hup, stopHup := m.hangups()
+	defer stopHup()
+	// sctx ends with ctx, or when run returns for another reason.
+	sctx, stopSignals := context.WithCancel(ctx)
+	signals := make(chan struct{})
+	go func() { defer close(signals); d.serveSignals(sctx, hup) }()
+	defer func() { stopSignals(); <-signals }()
+	go notify.Watchdog(sctx, sdnotify.WatchdogInterval(m.lookupEnv, os.Getpid()), func(err error) {
+		logger.Warn("systemd watchdog notification", "error", err)
+	})
 	logger.Info("mailbot running", "version", version(), "config", cfg.Path())
 	start := time.Now()
 	// The outbox delivers what scripts queued with mail.send, alongside
