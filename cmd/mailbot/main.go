@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/mailbot/mailbot/outbox"
 )
 
 // Exit statuses, shared by every command. send and exec report the SMTP
@@ -67,6 +69,10 @@ type Main struct {
 	Stdin          io.Reader
 	// LookupEnv reads the environment; default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+
+	// outboxHooks, when set, adjusts the options of the outbox that
+	// prepareScripts opens (run sets the metrics hooks).
+	outboxHooks func(*outbox.Options)
 }
 
 // command is one subcommand.

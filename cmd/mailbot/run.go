@@ -67,6 +67,19 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		defer l.Release()
 		lock = l
 	}
+	// The operations endpoint binds first, so a port in use or an
+	// unreadable http.auth secret fails the start.
+	opsd := newDaemonOps(logger)
+	if dry.on {
+		if cfg.HTTP != nil {
+			logger.Info("dry run: the http endpoint is not started")
+		}
+	} else if err := opsd.listen(cfg, m.lookupEnv); err != nil {
+		logger.Error("startup failed", "error", err)
+		return exitFailure
+	}
+	defer opsd.close()
+	m.outboxHooks = opsd.outboxHooks
 	env, err := m.prepareScripts(cfg, logger, &dry, true)
 	if err != nil {
 		logger.Error("startup failed", "error", err)
@@ -88,7 +101,7 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		}
 	}
 
-	e, err := engine.New(env.engineConfig(cfg), engine.WithLogger(logger), engine.WithStateLock(lock))
+	e, err := engine.New(env.engineConfig(cfg), engine.WithLogger(logger), engine.WithStateLock(lock), opsd.engineOption())
 	if err != nil {
 		logger.Error("startup failed", "error", err)
 		return exitFailure
@@ -99,7 +112,13 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 	// the engine, until the same signal stops both.
 	delivered := make(chan error, 1)
 	go func() { delivered <- env.outbox.Deliver(ctx, env.delivery) }()
+	sctx, stopServing := context.WithCancel(ctx)
+	served := opsd.serve(sctx, e, env.outbox)
 	runErr := e.Run(ctx)
+	stopServing()
+	if serr := <-served; serr != nil {
+		logger.Error("http endpoint stopped", "error", serr)
+	}
 	if derr := <-delivered; derr != nil && !errors.Is(derr, context.Canceled) {
 		logger.Error("outbox delivery stopped", "error", derr)
 	}
