@@ -90,6 +90,7 @@ func commands() []command {
 		{"test", "run the scripts' Lua tests (*_test.lua) with no network and no real state", (*Main).cmdTest},
 		{"triggers", "list the triggers the scripts register, with next and last runs", (*Main).cmdTriggers},
 		{"fire", "run one trigger's handler once, now (a file, a scheduled time)", (*Main).cmdFire},
+		{"status", "show triggers, outbox counts and dead letters, from the running daemon or the state dir", (*Main).cmdStatus},
 		{"send", "send one message, like swaks", (*Main).cmdSend},
 		{"probe", "show what an SMTP server offers (EHLO, STARTTLS, AUTH, certificates)", (*Main).cmdProbe},
 		{"dev-server", "run a local SMTP server with STARTTLS and AUTH that stores mail in a Maildir", (*Main).cmdDevServer},
