@@ -15,6 +15,7 @@ import (
 type observed struct {
 	runs  chan RunEvent
 	loads chan LoadEvent
+	files chan [2]string
 }
 
 func startObserved(t *testing.T, scripts map[string]string) (*Engine, *observed, *logTap) {
@@ -29,13 +30,14 @@ func startObserved(t *testing.T, scripts map[string]string) (*Engine, *observed,
 			t.Fatal(err)
 		}
 	}
-	ob := &observed{runs: make(chan RunEvent, 100), loads: make(chan LoadEvent, 100)}
+	ob := &observed{runs: make(chan RunEvent, 100), loads: make(chan LoadEvent, 100), files: make(chan [2]string, 100)}
 	logs := &logTap{ch: make(chan slog.Record, 4096)}
 	e, err := New(Config{ScriptsDir: dir, StateDir: filepath.Join(root, "state"), Grace: 5 * time.Second},
 		WithLogger(slog.New(logs)),
 		WithObserver(Observer{
 			RunFinished:  func(ev RunEvent) { ob.runs <- ev },
 			ScriptLoaded: func(ev LoadEvent) { ob.loads <- ev },
+			FileHandled:  func(script, outcome string) { ob.files <- [2]string{script, outcome} },
 		}))
 	if err != nil {
 		t.Fatal(err)
@@ -145,12 +147,22 @@ mailbot.on_start(function(ev) end, { name = "boot" })
 	}
 }
 
-func TestFireTriggerRefusesFileTriggers(t *testing.T) {
+func TestFileTriggerObserved(t *testing.T) {
 	drop := t.TempDir()
-	e, _, _ := startObserved(t, map[string]string{
-		"files.lua": `mailbot.on_file({ dir = "` + drop + `", name = "in" }, function(ev) end)`,
+	e, ob, _ := startObserved(t, map[string]string{
+		"files.lua": `mailbot.on_file({ dir = "` + drop + `", name = "in", after = "delete" }, function(ev)
+  if ev.name == "bad.txt" then error("refused") end
+end)`,
 	})
 	if _, err := e.FireTrigger(context.Background(), "files#in"); !errors.Is(err, ErrFireNeedsFile) {
 		t.Errorf("FireTrigger of a file trigger = %v, want ErrFireNeedsFile", err)
+	}
+	for _, tc := range []struct{ name, outcome string }{{"good.txt", "deleted"}, {"bad.txt", "failed"}} {
+		if err := os.WriteFile(filepath.Join(drop, tc.name), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := nextEvent(t, ob.files); got != [2]string{"files.lua", tc.outcome} {
+			t.Errorf("file %s handled: %v, want outcome %s", tc.name, got, tc.outcome)
+		}
 	}
 }
