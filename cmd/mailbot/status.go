@@ -102,10 +102,9 @@ func (m *Main) daemonStatus(ctx context.Context, cfg *Config) (statusReport, []e
 	if cfg.HTTP == nil {
 		return statusReport{}, nil, errNoDaemon
 	}
-	auth, err := cfg.httpAuth(m.lookupEnv)
-	if err != nil {
-		return statusReport{}, nil, fmt.Errorf("http.auth: %w", err)
-	}
+	// Without the credentials, a daemon that is not running can still
+	// be told apart from one that refuses us.
+	auth, authErr := cfg.httpAuth(m.lookupEnv)
 	host, port, err := net.SplitHostPort(cfg.httpListen())
 	if err != nil {
 		return statusReport{}, nil, fmt.Errorf("http.listen: %w", err)
@@ -137,6 +136,9 @@ func (m *Main) daemonStatus(ctx context.Context, cfg *Config) (statusReport, []e
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return statusReport{}, nil, fmt.Errorf("asking the daemon at %s: %w", url, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized && authErr != nil {
+		return statusReport{}, nil, fmt.Errorf("the daemon at %s wants credentials: http.auth: %w", url, authErr)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return statusReport{}, nil, fmt.Errorf("the daemon at %s answered %s: %s", url, resp.Status, firstLine(strings.TrimSpace(string(body))))

@@ -208,6 +208,9 @@ func TestOperationsEndpoint(t *testing.T) {
 	if r := mailbot(t, dir, []string{"MB_TOKEN=wrong"}, "status", "-c", "mailbot.yaml"); r.code != exitFailure || !strings.Contains(r.stderr, "401") {
 		t.Errorf("status with a wrong token: %v", r)
 	}
+	if r := mailbot(t, dir, relayEnv, "status", "-c", "mailbot.yaml"); r.code != exitFailure || !strings.Contains(r.stderr, "MB_TOKEN is not set") {
+		t.Errorf("status without the token's variable: %v", r)
+	}
 	r = mailbot(t, dir, env, "queue", "-c", "mailbot.yaml", "dead")
 	if r.code != exitFailure || !strings.Contains(r.stdout, dead.ID) {
 		t.Errorf("queue dead with a dead letter must exit 1: %v", r)
@@ -241,8 +244,9 @@ func TestOperationsEndpoint(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("run did not exit 0 on SIGTERM: %v\n%s", err, logs.String())
 	}
-	// Stopped: status falls back to the state dir, with the runs' outcomes.
-	r = mailbot(t, dir, env, "status", "-c", "mailbot.yaml", "--json")
+	// Stopped: status falls back to the state dir, with the runs'
+	// outcomes; it needs no credentials for that.
+	r = mailbot(t, dir, relayEnv, "status", "-c", "mailbot.yaml", "--json")
 	js = statusReport{}
 	if err := json.Unmarshal([]byte(r.stdout), &js); r.code != 0 || err != nil || js.Source != "state_dir" || len(js.Triggers) != 2 {
 		t.Fatalf("status --json after the daemon stopped: %v (%v)", r, err)
