@@ -129,7 +129,8 @@ type Engine struct {
 	observer Observer
 	obsMu    sync.Mutex
 	loadRecs map[string]loadRecord
-	loaded   atomic.Bool
+	loadedMu sync.Once
+	loaded   chan struct{}
 }
 
 // New prepares an engine; nothing runs until Run.
@@ -246,7 +247,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		e.load(p)
 	}
-	e.loaded.Store(true)
+	e.markLoaded()
 	e.log.Info("engine started", "scripts_dir", e.cfg.ScriptsDir, "scripts", len(e.scripts), "workers", e.cfg.Workers)
 
 	for {

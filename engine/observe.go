@@ -122,8 +122,34 @@ func (e *Engine) observeFile(script, outcome string) {
 	}
 }
 
+// loadedChan is closed once Run has done its first load of every script.
+func (e *Engine) loadedChan() chan struct{} {
+	e.loadedMu.Do(func() { e.loaded = make(chan struct{}) })
+	return e.loaded
+}
+
+func (e *Engine) markLoaded() { close(e.loadedChan()) }
+
 // Loaded reports whether Run has done its first load of every script.
-func (e *Engine) Loaded() bool { return e.loaded.Load() }
+func (e *Engine) Loaded() bool {
+	select {
+	case <-e.loadedChan():
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitLoaded waits until Run has done its first load of every script, or
+// ctx is done.
+func (e *Engine) WaitLoaded(ctx context.Context) error {
+	select {
+	case <-e.loadedChan():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Scripts describes the scripts of the running engine, by name: those
 // loaded and those whose load failed.

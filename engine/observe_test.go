@@ -83,8 +83,8 @@ mailbot.on_start(function(ev) end, { name = "boot" })
 `,
 		"bad.lua": "local x = 1\nnot lua at all\n",
 	})
-	if !e.Loaded() {
-		t.Fatal("not Loaded after engine started")
+	if err := e.WaitLoaded(context.Background()); err != nil || !e.Loaded() {
+		t.Fatalf("not Loaded after engine started: %v", err)
 	}
 	loads := map[string]LoadEvent{}
 	for range 2 {
