@@ -20,6 +20,12 @@ started in-process and accounts with "host: dev_server" send to it.
 An account whose password variable or file is missing is logged as an
 error at startup; mailbot still starts and only that account's logins fail.
 
+With an http section, the operations endpoint is served on http.listen
+(default 127.0.0.1:9725): /metrics, /healthz, /readyz, /api/status, the
+status page, and CSRF-guarded POSTs to fire triggers and retry or delete
+dead letters. A listen address beyond loopback without http.auth is
+refused, and so is an http.auth secret that cannot be read.
+
 With --dry-run nothing leaves the machine and nothing real changes: every
 SMTP connection goes to a local capture server, and each message (from
 c:sendmail or mail.send) is written to the dry-run folder (default

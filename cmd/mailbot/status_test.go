@@ -272,3 +272,26 @@ func TestHTTPBeyondLoopbackNeedsAuth(t *testing.T) {
 		}
 	}
 }
+
+func TestRunRefusesUnreadableHTTPSecret(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "mailbot.yaml"), "scripts_dir: scripts\nstate_dir: state\nhttp:\n  listen: 127.0.0.1:0\n  auth:\n    bearer: { token_env: MB_UNSET_TOKEN }\n")
+	os.MkdirAll(filepath.Join(dir, "scripts"), 0o755)
+	r := mailbot(t, dir, nil, "run", "-c", "mailbot.yaml")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "environment variable MB_UNSET_TOKEN is not set") {
+		t.Errorf("run with an unset http.auth token variable: %v", r)
+	}
+	r = mailbot(t, dir, nil, "check", "-c", "mailbot.yaml")
+	if r.code == 0 || !strings.Contains(r.stdout, "mailbot.yaml:6: http.auth.bearer.token_env: environment variable MB_UNSET_TOKEN is not set") {
+		t.Errorf("check with an unset http.auth token variable: %v", r)
+	}
+}
+
+func TestQueueHelpSaysDeadExitStatus(t *testing.T) {
+	t.Parallel()
+	r := mailbot(t, t.TempDir(), nil, "queue", "--help")
+	if r.code != 0 || !strings.Contains(r.stdout+r.stderr, `"queue dead" exits 1 when there are dead letters`) {
+		t.Errorf("queue --help: %v", r)
+	}
+}
