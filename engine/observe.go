@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -78,7 +79,9 @@ func (e *Engine) observeLoad(path string, err error) {
 	if err != nil {
 		rec.err = luabind.DescribeError(err)
 		if file, line, ok := luabind.ErrorLocation(err); ok {
-			rec.err = fmt.Sprintf("%s:%d: %s", file, line, rec.err)
+			if at := fmt.Sprintf("%s:%d", file, line); !strings.Contains(rec.err, at) {
+				rec.err = at + ": " + rec.err
+			}
 		}
 	} else if data, rerr := os.ReadFile(path); rerr == nil {
 		sum := sha256.Sum256(data)

@@ -99,7 +99,7 @@ mailbot.on_start(function(ev) end, { name = "boot" })
 	}
 
 	scripts := e.Scripts()
-	if len(scripts) != 2 || scripts[0].Name != "bad.lua" || !strings.Contains(scripts[0].LoadError, "bad.lua:2") || scripts[0].Hash != "" {
+	if len(scripts) != 2 || scripts[0].Name != "bad.lua" || strings.Count(scripts[0].LoadError, "bad.lua:2:") != 1 || scripts[0].Hash != "" {
 		t.Errorf("Scripts()[0] = %+v, want bad.lua with a load error at bad.lua:2", scripts[0])
 	}
 	if scripts[1].Name != "good.lua" || scripts[1].Hash == "" || scripts[1].LoadError != "" {
