@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -10,9 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -266,25 +269,49 @@ func (s *Server) handleCSRF(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleFire(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		ID string `json:"id"`
-	}
-	if isForm(r) {
-		req.ID = r.PostFormValue("id")
-	} else if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want a JSON body {\"id\": \"<script>#<n>\"}"})
+	id, err := fireID(w, r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	if req.ID == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "missing trigger id"})
+	if id == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "missing trigger id: want {\"id\": \"<script>#<n>\"} or the form field id"})
 		return
 	}
-	ti, err := s.opts.Backend.Fire(r.Context(), req.ID)
+	ti, err := s.opts.Backend.Fire(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.done(w, r, ti)
+}
+
+// fireID reads the trigger ID of POST /api/fire: a JSON object
+// {"id": ...} or a form with the field id, whatever the Content-Type
+// says (curl -d sends JSON as a form).
+func fireID(w http.ResponseWriter, r *http.Request) (string, error) {
+	if r.PostForm != nil { // parsed already, for its CSRF token
+		return r.PostForm.Get("id"), nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<16))
+	if err != nil {
+		return "", fmt.Errorf("reading the body: %w", err)
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 && body[0] == '{' {
+		var req struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return "", fmt.Errorf("want a JSON body {\"id\": \"<script>#<n>\"}: %w", err)
+		}
+		return req.ID, nil
+	}
+	vals, err := url.ParseQuery(string(body))
+	if err != nil {
+		return "", fmt.Errorf("want a JSON body or a form: %w", err)
+	}
+	return vals.Get("id"), nil
 }
 
 func (s *Server) handleRetry(w http.ResponseWriter, r *http.Request) {
