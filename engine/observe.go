@@ -41,7 +41,7 @@ type RunEvent struct {
 	Outcome  string
 	Duration time.Duration
 	Err      error
-	Fired    bool // started by FireTrigger
+	Fired    bool // the engine is a Fire engine ("mailbot fire"), not the daemon
 }
 
 // LoadEvent describes a script load attempt.
