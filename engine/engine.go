@@ -130,6 +130,13 @@ type Engine struct {
 	reconf        chan reconfigRequest
 	onStarted     func()
 	reconfiguring bool
+	// observer, loadRecs and loaded serve metrics and the live status
+	// (observe.go).
+	observer Observer
+	obsMu    sync.Mutex
+	loadRecs map[string]loadRecord
+	loadedMu sync.Once
+	loaded   chan struct{}
 }
 
 // New prepares an engine; nothing runs until Run.
@@ -247,6 +254,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		e.load(p)
 	}
+	e.markLoaded()
 	e.log.Info("engine started", "scripts_dir", e.cfg.ScriptsDir, "scripts", len(e.scripts), "workers", e.cfg.Workers)
 	if e.onStarted != nil {
 		e.onStarted()
@@ -388,6 +396,7 @@ func (e *Engine) remove(path string) {
 	old := e.scripts[name]
 	delete(e.scripts, name)
 	e.mu.Unlock()
+	e.observeRemove(path)
 	if old == nil {
 		return
 	}

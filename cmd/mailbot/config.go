@@ -59,6 +59,8 @@ type Config struct {
 	// DevServer, when present, makes run and exec start the embedded
 	// development mail server in-process.
 	DevServer *DevServerConfig `yaml:"dev_server"`
+	// HTTP, when present, serves the operations endpoint (config_http.go).
+	HTTP *HTTPConfig `yaml:"http"`
 
 	// path is the file the config was read from; dir its folder, against
 	// which relative paths resolve.
@@ -477,6 +479,7 @@ func (c *Config) Validate() []Problem {
 		add("must be a positive duration", "run_timeout")
 	}
 	probs = append(probs, c.validateLimits()...)
+	probs = append(probs, c.validateHTTP()...)
 	if c.Timezone != "" {
 		if _, err := time.LoadLocation(c.Timezone); err != nil {
 			add(fmt.Sprintf("unknown time zone %q", c.Timezone), "timezone")
@@ -603,6 +606,7 @@ func (c *Config) CheckSecrets(getenv func(string) (string, bool)) []Problem {
 			probs = append(probs, c.problem("username is set but there is no password_env or password_file", "accounts", name))
 		}
 	}
+	probs = append(probs, c.checkHTTPSecrets(getenv)...)
 	return probs
 }
 

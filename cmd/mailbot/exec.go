@@ -338,6 +338,9 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 		if env.dry != nil {
 			dir, obOpts = env.dry.outboxDir(), env.dry.outboxOptions(obOpts)
 		}
+		if m.outboxHooks != nil {
+			m.outboxHooks(&obOpts)
+		}
 		ob, err := outbox.Open(dir, obOpts)
 		if err != nil {
 			return fail(fmt.Errorf("outbox: %w", err))

@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/mailbot/mailbot/outbox"
 )
 
 // Exit statuses, shared by every command. send and exec report the SMTP
@@ -70,6 +72,10 @@ type Main struct {
 	// Hangup, when set, replaces SIGHUP for "mailbot run" (config
 	// reload), so tests can ask for a reload in-process.
 	Hangup <-chan os.Signal
+
+	// outboxHooks, when set, adjusts the options of the outbox that
+	// prepareScripts opens (run sets the metrics hooks).
+	outboxHooks func(*outbox.Options)
 }
 
 // command is one subcommand.
@@ -87,6 +93,7 @@ func commands() []command {
 		{"test", "run the scripts' Lua tests (*_test.lua) with no network and no real state", (*Main).cmdTest},
 		{"triggers", "list the triggers the scripts register, with next and last runs", (*Main).cmdTriggers},
 		{"fire", "run one trigger's handler once, now (a file, a scheduled time)", (*Main).cmdFire},
+		{"status", "show triggers, outbox counts and dead letters, from the running daemon or the state dir", (*Main).cmdStatus},
 		{"send", "send one message, like swaks", (*Main).cmdSend},
 		{"probe", "show what an SMTP server offers (EHLO, STARTTLS, AUTH, certificates)", (*Main).cmdProbe},
 		{"dev-server", "run a local SMTP server with STARTTLS and AUTH that stores mail in a Maildir", (*Main).cmdDevServer},

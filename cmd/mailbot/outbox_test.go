@@ -101,9 +101,9 @@ print(id, dup)`)
 	}
 
 	// The refused one is a dead letter with the server's reply; requeue
-	// puts it back.
+	// puts it back. queue dead exits 1 while there are dead letters.
 	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "dead")
-	if r.code != 0 || !strings.Contains(r.stdout, "gone@example.org") || !strings.Contains(r.stdout, "550") {
+	if r.code != exitFailure || !strings.Contains(r.stdout, "gone@example.org") || !strings.Contains(r.stdout, "550") {
 		t.Fatalf("queue dead: %v", r)
 	}
 	deadID := regexp.MustCompile(`(?m)^(\S+)\s+relay`).FindStringSubmatch(r.stdout)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -36,14 +37,24 @@ files are moved to corrupt/ by "mailbot run" and "mailbot exec" when they
 open the outbox or meet one while delivering (logged at error level), never
 deleted; list and dead count them, also before they are moved.
 
+With --json, list and dead print an array of the messages' metadata
+(id, state, account, from, to, delivered, refused, waiting, attempts,
+next_attempt, last_attempt, last_error, last_reply, dead_at,
+dead_reason, ...), [] when there are none.
+
+Exit status: "queue dead" exits 1 when there are dead letters (so cron or
+monitoring can alert on it), 0 when there are none. Every action exits 1
+on failure and 2 for an invalid config file.
+
 The outbox lives in <state_dir>/outbox.`
 
 // cmdQueue implements "mailbot queue".
 func (m *Main) cmdQueue(ctx context.Context, args []string) int {
-	fs := m.newFlagSet("queue", "[-c mailbot.yaml] list|show ID|retry ID|retry --all|delete ID|dead|corrupt|requeue ID [--account NAME]", queueDesc)
+	fs := m.newFlagSet("queue", "[-c mailbot.yaml] [--json] list|show ID|retry ID|retry --all|delete ID|dead|corrupt|requeue ID [--account NAME]", queueDesc)
 	cfgFlag := fs.String("c", "", "config file (default $"+envConfig+", else mailbot.yaml)")
 	all := fs.Bool("all", false, "with retry: every queued message")
 	account := fs.String("account", "", "with requeue of a damaged message: the account to deliver it with")
+	asJSON := fs.Bool("json", false, "with list and dead: print JSON")
 	pos, status, ok := m.parseInterspersed(fs, args)
 	if !ok {
 		return status
@@ -90,11 +101,17 @@ func (m *Main) cmdQueue(ctx context.Context, args []string) int {
 		}
 		return exitFailure
 	}
+	if *asJSON && action != "list" && action != "dead" {
+		return m.usageError(fs, "--json applies to queue list and queue dead")
+	}
 	switch action {
 	case "list":
 		items, err := ob.List()
 		if err != nil {
 			return fail(err)
+		}
+		if *asJSON {
+			return m.printItemsJSON(items, exitOK)
 		}
 		m.printItems(items, false)
 		if err := m.printCorruptCount(ob); err != nil {
@@ -105,10 +122,18 @@ func (m *Main) cmdQueue(ctx context.Context, args []string) int {
 		if err != nil {
 			return fail(err)
 		}
+		code := exitOK
+		if len(items) > 0 {
+			code = exitFailure // dead letters: monitoring alerts on it
+		}
+		if *asJSON {
+			return m.printItemsJSON(items, code)
+		}
 		m.printItems(items, true)
 		if err := m.printCorruptCount(ob); err != nil {
 			return fail(err)
 		}
+		return code
 	case "corrupt":
 		cs, err := ob.Corrupt()
 		if err != nil {
@@ -169,6 +194,20 @@ func (m *Main) cmdQueue(ctx context.Context, args []string) int {
 		return m.usageError(fs, "unknown queue action %q (list, show, retry, delete, dead, corrupt, requeue)", action)
 	}
 	return exitOK
+}
+
+// printItemsJSON prints items as a JSON array and returns code.
+func (m *Main) printItemsJSON(items []outbox.Item, code int) int {
+	if items == nil {
+		items = []outbox.Item{}
+	}
+	enc := json.NewEncoder(m.Stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(items); err != nil {
+		fmt.Fprintf(m.Stderr, "mailbot queue: %v\n", err)
+		return exitFailure
+	}
+	return code
 }
 
 // printCorruptCount ends list and dead with the number of damaged files,

@@ -22,7 +22,7 @@ import (
 // process keeps their old values, and says so. Everything else (accounts
 // with their hosts, credential sources, OAuth2, DKIM and fallbacks,
 // default_account, log.level, run_timeout, limits, timezone, sandbox,
-// fs_roots) applies to new work.
+// fs_roots, http.auth) applies to new work.
 var restartOnlyKeys = []struct {
 	key  string
 	keep func(old, next *Config) bool // copies old's value into next; reports a change
@@ -32,6 +32,23 @@ var restartOnlyKeys = []struct {
 	{"workers", func(o, n *Config) bool { return keep(&n.Workers, o.Workers) }},
 	{"log.format", func(o, n *Config) bool { return keep(&n.Log.Format, o.Log.Format) }},
 	{"dev_server", func(o, n *Config) bool { return keep(&n.DevServer, o.DevServer) }},
+	{"http.listen", keepHTTPListen},
+}
+
+// keepHTTPListen keeps the running endpoint's address (and its presence):
+// the listener is bound once, at start. Its auth may change.
+func keepHTTPListen(o, n *Config) bool {
+	switch {
+	case o.HTTP == nil && n.HTTP == nil:
+		return false
+	case o.HTTP == nil:
+		n.HTTP = nil
+		return true
+	case n.HTTP == nil:
+		n.HTTP = o.HTTP
+		return true
+	}
+	return keep(&n.HTTP.Listen, o.HTTP.Listen)
 }
 
 // keep sets *next to old and reports whether they differed.

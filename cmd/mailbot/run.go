@@ -34,6 +34,12 @@ started in-process and accounts with "host: dev_server" send to it.
 An account whose password variable or file is missing is logged as an
 error at startup; mailbot still starts and only that account's logins fail.
 
+With an http section, the operations endpoint is served on http.listen
+(default 127.0.0.1:9725): /metrics, /healthz, /readyz, /api/status, the
+status page, and CSRF-guarded POSTs to fire triggers and retry or delete
+dead letters. A listen address beyond loopback without http.auth is
+refused, and so is an http.auth secret that cannot be read.
+
 With --dry-run nothing leaves the machine and nothing real changes: every
 SMTP connection goes to a local capture server, and each message (from
 c:sendmail or mail.send) is written to the dry-run folder (default
@@ -81,6 +87,19 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		defer l.Release()
 		lock = l
 	}
+	// The operations endpoint binds first, so a port in use or an
+	// unreadable http.auth secret fails the start.
+	opsd := newDaemonOps(logger)
+	if dry.on {
+		if cfg.HTTP != nil {
+			logger.Info("dry run: the http endpoint is not started")
+		}
+	} else if err := opsd.listen(cfg, m.lookupEnv); err != nil {
+		logger.Error("startup failed", "error", err)
+		return exitFailure
+	}
+	defer opsd.close()
+	m.outboxHooks = opsd.outboxHooks
 	env, err := m.prepareScripts(cfg, logger, &dry, true)
 	if err != nil {
 		logger.Error("startup failed", "error", err)
@@ -111,12 +130,24 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 			logger.Warn("systemd notification", "error", err)
 		}
 	}
-	e, err := engine.New(env.engineConfig(cfg), engine.WithLogger(logger), engine.WithStateLock(lock), engine.WithStartedHook(ready))
+	e, err := engine.New(env.engineConfig(cfg), engine.WithLogger(logger), engine.WithStateLock(lock), engine.WithStartedHook(ready), opsd.engineOption())
 	if err != nil {
 		logger.Error("startup failed", "error", err)
 		return exitFailure
 	}
 	d := &daemon{m: m, cfg: cfg, env: env, engine: e, log: logger, level: level, notify: notify}
+	if opsd.srv != nil {
+		// New http.auth credentials apply to the next request; an
+		// unreadable secret keeps the running ones.
+		d.hooks = append(d.hooks, func(next *Config) {
+			a, err := next.httpAuth(m.lookupEnv)
+			if err != nil {
+				logger.Error("config reload: http.auth unchanged", "error", err)
+				return
+			}
+			opsd.srv.SetAuth(a)
+		})
+	}
 	hup, stopHup := m.hangups()
 	defer stopHup()
 	// sctx ends with ctx, or when run returns for another reason.
@@ -133,7 +164,13 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 	// the engine, until the same signal stops both.
 	delivered := make(chan error, 1)
 	go func() { delivered <- env.outbox.Deliver(ctx, env.delivery) }()
+	sctx, stopServing := context.WithCancel(ctx)
+	served := opsd.serve(sctx, e, env.outbox)
 	runErr := e.Run(ctx)
+	stopServing()
+	if serr := <-served; serr != nil {
+		logger.Error("http endpoint stopped", "error", serr)
+	}
 	if derr := <-delivered; derr != nil && !errors.Is(derr, context.Canceled) {
 		logger.Error("outbox delivery stopped", "error", derr)
 	}

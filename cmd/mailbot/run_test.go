@@ -49,6 +49,8 @@ func copyExamples(t *testing.T) string {
 	if patched == string(cfg) {
 		t.Fatal("examples/mailbot.yaml no longer has listen: 127.0.0.1:2525")
 	}
+	// Tests run in parallel: the http endpoint gets a free port.
+	patched = strings.Replace(patched, "listen: 127.0.0.1:9725", "listen: "+freePort(t), 1)
 	if err := os.WriteFile(cfgPath, []byte(patched), 0o644); err != nil {
 		t.Fatal(err)
 	}
