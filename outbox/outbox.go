@@ -10,9 +10,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"mime"
 	"net/mail"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +83,13 @@ type Options struct {
 	// Logger receives one record per delivery attempt and spool warnings.
 	// Nil discards.
 	Logger *slog.Logger
+	// OnDeadLetter, when set, is called once each time a delivery
+	// attempt makes a message a dead letter (refused permanently, too old,
+	// unsignable...), with the dead letter's metadata, unless the message
+	// is marked NoAlert. It is called from a delivery worker and must not
+	// block: hand the Item to another goroutine. Dead letters already in
+	// dead/ when the Outbox opens are never reported.
+	OnDeadLetter func(Item)
 	// SkipRecovery opens the spool the way `mailbot queue` does: Open
 	// creates nothing and runs no crash recovery (damaged files are not
 	// moved to corrupt/, interrupted moves are not settled, temp files are
@@ -187,9 +196,12 @@ type Envelope struct {
 }
 
 type enqReq struct {
-	env  Envelope
-	data []byte
-	done chan enqRes
+	env       Envelope
+	data      []byte
+	done      chan enqRes
+	messageID string
+	subject   string
+	noAlert   bool
 }
 
 type enqRes struct {
@@ -292,13 +304,38 @@ func checkEnvelope(env *Envelope) error {
 	return nil
 }
 
-// messageID returns the Message-ID header of data, or "".
-func messageID(data []byte) string {
+// headerFields returns the Message-ID and the decoded Subject header of
+// data, "" for each that is missing.
+func headerFields(data []byte) (messageID, subject string) {
 	m, err := mail.ReadMessage(bytes.NewReader(data))
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	return strings.TrimSpace(m.Header.Get("Message-Id"))
+	subject = m.Header.Get("Subject")
+	if dec, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
+		subject = dec
+	}
+	return strings.TrimSpace(m.Header.Get("Message-Id")), strings.TrimSpace(subject)
+}
+
+type noAlertKey struct{}
+
+// WithoutAlerts returns a context whose Enqueue calls mark their messages
+// NoAlert: their dead-lettering calls no Options.OnDeadLetter. Alert
+// handlers enqueue with it, so mail about a dead letter that itself
+// bounces raises no new alert.
+func WithoutAlerts(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noAlertKey{}, true)
+}
+
+// deadLettered reports a new dead letter to Options.OnDeadLetter.
+func (o *Outbox) deadLettered(it Item) {
+	if o.opts.OnDeadLetter == nil || it.NoAlert {
+		return
+	}
+	it.To = slices.Clone(it.To)
+	it.Refused = slices.Clone(it.Refused)
+	o.opts.OnDeadLetter(it)
 }
 
 // Enqueue stores a message for delivery and returns its id. It returns only
@@ -315,8 +352,9 @@ func (o *Outbox) Enqueue(ctx context.Context, env Envelope, data []byte) (id str
 	if err := checkEnvelope(&env); err != nil {
 		return "", false, err
 	}
+	msgID, subject := headerFields(data)
 	if env.Key == "" {
-		env.Key = messageID(data)
+		env.Key = msgID
 	}
 	if strings.ContainsAny(env.Key, "\r\n\x00") {
 		return "", false, fmt.Errorf("%w: key contains CR, LF or NUL", ErrInvalidEnvelope)
@@ -325,7 +363,8 @@ func (o *Outbox) Enqueue(ctx context.Context, env Envelope, data []byte) (id str
 	if o.opts.SkipRecovery {
 		return "", false, errSkipRecovery
 	}
-	req := &enqReq{env: env, data: data, done: make(chan enqRes, 1)}
+	noAlert, _ := ctx.Value(noAlertKey{}).(bool)
+	req := &enqReq{env: env, data: data, done: make(chan enqRes, 1), messageID: msgID, subject: subject, noAlert: noAlert}
 	select {
 	case <-o.closing:
 		return "", false, ErrClosed
@@ -438,6 +477,7 @@ func (o *Outbox) commit(batch []*enqReq) {
 			ID: newID(idTime), Seq: 1, State: StateQueued,
 			Account: r.env.Account, From: r.env.From, To: r.env.To, Key: r.env.Key,
 			Created: now, NextAttempt: now,
+			MessageID: r.messageID, Subject: r.subject, NoAlert: r.noAlert,
 		}
 		content, err := encodeFile(&p.item, r.data)
 		if err == nil {
@@ -739,4 +779,10 @@ func (o *Outbox) CopyBaseQueue() (int, error) {
 		n++
 	}
 	return n, o.rescan()
+}
+
+// messageID returns the Message-ID header of data, or "".
+func messageID(data []byte) string {
+	id, _ := headerFields(data)
+	return id
 }
