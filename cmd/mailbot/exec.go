@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -250,6 +251,9 @@ type scriptEnv struct {
 	outbox   *outbox.Outbox
 	delivery map[string]outbox.Account
 	closed   bool
+	// deadLetter, once set (by run only), is told of each new dead letter
+	// (outbox.Options.OnDeadLetter): the daemon's alert handlers.
+	deadLetter atomic.Pointer[func(outbox.Item)]
 }
 
 // Close stops what prepareScripts started; later calls do nothing.
@@ -343,7 +347,11 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 		// never sends what a dry run queued; it reads the real one's
 		// idempotency keys.
 		dir := filepath.Join(cfg.Resolve(cfg.StateDir), "outbox")
-		obOpts := outbox.Options{Logger: logger}
+		obOpts := outbox.Options{Logger: logger, OnDeadLetter: func(it outbox.Item) {
+			if f := env.deadLetter.Load(); f != nil {
+				(*f)(it)
+			}
+		}}
 		if env.dry != nil {
 			dir, obOpts = env.dry.outboxDir(), env.dry.outboxOptions(obOpts)
 		}

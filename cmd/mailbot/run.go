@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mailbot/mailbot/engine"
+	"github.com/mailbot/mailbot/outbox"
 )
 
 const runDesc = `Runs the engine: loads every script in scripts_dir, reloads them when they
@@ -93,6 +94,9 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		logger.Error("startup failed", "error", err)
 		return exitFailure
 	}
+	// Only the daemon calls the scripts' on_dead_letter handlers.
+	notify := func(it outbox.Item) { e.NotifyDeadLetter(engine.DeadLetterFromItem(it)) }
+	env.deadLetter.Store(&notify)
 	logger.Info("mailbot running", "version", version(), "config", cfg.Path())
 	start := time.Now()
 	// The outbox delivers what scripts queued with mail.send, alongside
