@@ -270,7 +270,7 @@ func (m *Main) newLogger(cfg *Config) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: durationString}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(m.Stderr, opts)), nil
 	}
