@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailbot/mailbot/devserver"
+	"github.com/mailbot/mailbot/devserver/devtest"
 )
 
 // Durations are logged as Go duration strings in both formats; the JSON
@@ -44,5 +49,43 @@ func TestLoggedDurationsAreStrings(t *testing.T) {
 				t.Errorf("JSON record %s: durations %v, %v, %v", out, rec.Duration, rec.Run.Timeout, rec.DurationMS)
 			}
 		})
+	}
+}
+
+// A delivered message's record says sent, on disk and in queue show, with
+// the relay's reply naming its queue id.
+func TestQueueShowSentTrace(t *testing.T) {
+	t.Parallel()
+	srv := devtest.Start(t, devserver.Config{Users: map[string]string{"bot": "s3cret"}})
+	dir := relayConfig(t, srv)
+	writeFile(t, filepath.Join(dir, "send.lua"), `
+local mail = require("mail")
+print((mail.send(mail.message{ from = "bot@example.org", to = "ops@example.org", subject = "weekly report", text = "t" })))`)
+	r := mailbot(t, dir, relayEnv, "exec", "-c", "mailbot.yaml", "--deliver", "send.lua")
+	msgs := srv.Messages()
+	if r.code != 0 || len(msgs) != 1 {
+		t.Fatalf("exec --deliver: %v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	r = mailbot(t, dir, relayEnv, "queue", "-c", "mailbot.yaml", "show", id)
+	reply := "Relay reply:  250 2.0.0 OK: queued as " + msgs[0].QueueID
+	if r.code != 0 || !strings.Contains(r.stdout, "State:        sent") || !strings.Contains(r.stdout, reply) ||
+		!strings.Contains(r.stdout, "Subject:      weekly report") || !strings.Contains(r.stdout, "Message-ID:   <") {
+		t.Fatalf("queue show: %v, want %q", r, reply)
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "*", "outbox", "sent", id))
+	if len(matches) == 0 {
+		matches, _ = filepath.Glob(filepath.Join(dir, "*", "*", "outbox", "sent", id))
+	}
+	if len(matches) != 1 {
+		t.Fatalf("sent record for %s not found under %s", id, dir)
+	}
+	raw, err := os.ReadFile(matches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(string(raw), "\n")
+	if !strings.Contains(first, `"state":"sent"`) || !strings.Contains(first, `"reply":"250 2.0.0 OK: queued as `+msgs[0].QueueID+`"`) {
+		t.Errorf("sent record metadata %s", first)
 	}
 }
