@@ -3,10 +3,12 @@ package outbox
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mailbot/mailbot/devserver"
 )
@@ -47,25 +49,50 @@ func TestDeliveryTraceable(t *testing.T) {
 	if rec["attempt"].Int64() != 1 {
 		t.Errorf("log attempt = %v", rec["attempt"])
 	}
-	// Closing makes the off-path sent/ record settle.
+	// Closing settles the moves into sent/ and flushes the receipts.
 	e.ob.Close()
-	it, _, err := e.ob.Get(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(e.ob.path(StateSent, id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk, _, err := decodeFile(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, got := range []Item{it, disk} {
-		if got.State != StateSent || got.Reply != wantReply || got.MessageID != "<m1@mailbot.test>" ||
-			got.Subject != "report 1" || got.SentAt.IsZero() || got.Attempts != 1 {
-			t.Errorf("sent record %+v", got)
+	for _, ob := range []*Outbox{e.ob, e.open(t, func(o *Options) { o.SkipRecovery = true })} {
+		it, _, err := ob.Get(id)
+		if err != nil {
+			t.Fatal(err)
 		}
+		if it.State != StateSent || it.Reply != wantReply || it.MessageID != "<m1@mailbot.test>" ||
+			it.Subject != "report 1" || !it.SentAt.Equal(e.clock.Now()) || it.Attempts != 1 {
+			t.Errorf("sent record %+v", it)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(e.dir, dirReceipts, e.clock.Now().UTC().Format(receiptDay)+".jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"id":"` + id + `","at":"2026-03-02T08:00:00Z","reply":"` + wantReply + `","attempts":1}` + "\n"; string(raw) != want {
+		t.Errorf("receipts file %q, want %q", raw, want)
+	}
+}
+
+// Receipts are pruned once their messages' sent/ files are.
+func TestReceiptsPruned(t *testing.T) {
+	e := newEnv(t, nil)
+	srv := startServer(t, devserver.Hooks{})
+	e.enqueue(t, 1)
+	e.deliverOnce(t, account(srv.Addr()))
+	day := filepath.Join(e.dir, dirReceipts, e.clock.Now().UTC().Format(receiptDay)+".jsonl")
+	if _, err := os.Stat(day); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(DefaultKeyRetention)
+	if err := e.ob.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(day); err != nil {
+		t.Errorf("receipts pruned too early: %v", err)
+	}
+	e.clock.Advance(48 * time.Hour)
+	if err := e.ob.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(day); !os.IsNotExist(err) {
+		t.Errorf("receipts not pruned: %v", err)
 	}
 }
 

@@ -439,12 +439,15 @@ func (w *worker) sendBatch(ctx context.Context, batch []*prepared) {
 		// delivery path: every message is settled by now, and the
 		// worker can start the next batch at once.
 		w.closing.Go(func() {
+			var receipts []receipt
 			for _, p := range batch {
 				if p.lf.moveTo != "" {
 					w.o.settleSent(p.lf.path, p.lf.moveTo, p.lf.sentRecord)
+					receipts = append(receipts, p.lf.receipt)
 				}
 				p.lf.unlock()
 			}
+			w.o.writeReceipts(receipts)
 		})
 	}()
 	if len(batch) == 0 {
@@ -678,6 +681,7 @@ func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item,
 	if w.name != w.queue {
 		via = w.name
 	}
+	viaChanged := it.Via != via
 	it.Via = via
 	it.Attempts++
 	it.LastAttempt = now
@@ -740,7 +744,7 @@ func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item,
 	case len(it.Refused) > 0:
 		outcome = w.bury(e, lf, it, data, "refused permanently")
 	default:
-		outcome = w.sent(e, lf, it, data)
+		outcome = w.sent(e, lf, it, data, viaChanged)
 	}
 	w.logAttempt(ctx, it, pending, len(data), outcome, f, final, err)
 	if outcome == "bounced" {
@@ -822,32 +826,37 @@ func (w *worker) bury(e *entry, lf *lockedFile, it *Item, data []byte, reason st
 	return "bounced"
 }
 
-// sent records the delivery: the sent mark on the queued file (see
-// markSent, or the move itself where there is no such bit) is one system
-// call right after the server's 250, so a kill -9 can only re-send a
-// message caught between the two. sent/ then gets a new file with this
-// attempt's metadata (state sent, the relay's reply, the delivering
-// account), written off the delivery path, and the queued file goes.
-func (w *worker) sent(e *entry, lf *lockedFile, it *Item, data []byte) string {
+// sent moves the delivered message to sent/. The rename is the "sent"
+// mark: one system call right after the server's 250, so a kill -9 can
+// only re-send a message caught between the two. The directory flush is
+// batched (see flushSent): a power failure may re-send the messages moved
+// since the last flush. With viaChanged (the delivering account, Item.Via,
+// differs from what the file says) sent/ gets a new file with this
+// attempt's metadata instead, written off the delivery path. Either way a
+// receipt (see writeReceipts) records the relay's reply, appended off the
+// delivery path too.
+func (w *worker) sent(e *entry, lf *lockedFile, it *Item, data []byte, viaChanged bool) string {
 	o := w.o
-	// The sent/ record says "sent" and keeps the relay's reply (its
-	// queue id) and the delivering account: it is written afresh, off
-	// the delivery path, when the batch's files are closed.
-	rec := *it
-	rec.Seq++
-	rec.State = StateSent
-	rec.SentAt = it.LastAttempt
-	record, err := encodeFile(&rec, data)
-	if err != nil {
-		o.log.Warn("outbox: encode sent record", "id", it.ID, "error", err)
-		record = nil
+	var record []byte
+	if viaChanged {
+		rec := *it
+		rec.Seq++
+		rec.State = StateSent
+		rec.SentAt = it.LastAttempt
+		var err error
+		if record, err = encodeFile(&rec, data); err != nil {
+			o.log.Warn("outbox: encode sent record", "id", it.ID, "error", err)
+			record = nil
+		}
 	}
+	rc := receipt{ID: it.ID, At: it.LastAttempt, Reply: it.Reply, Attempts: it.Attempts, Via: it.Via}
 	if err := lf.markSent(); err == nil {
 		// Recorded on the file; the move into sent/ happens when the
 		// batch's files are closed, still under the lock.
-		lf.moveTo, lf.sentRecord = o.path(StateSent, it.ID), record
+		lf.moveTo, lf.sentRecord, lf.receipt = o.path(StateSent, it.ID), record, rc
 	} else {
 		o.settleSent(lf.path, o.path(StateSent, it.ID), record)
+		o.writeReceipts([]receipt{rc})
 	}
 	o.ctr.sent.Add(1)
 	w.rep.sent.Add(1)

@@ -179,6 +179,12 @@ type Outbox struct {
 	sentSync  sync.Mutex
 	sentDirty int // messages moved to sent/ since the last directory flush
 
+	// The receipts file being appended to (see writeReceipts).
+	receiptMu    sync.Mutex
+	receiptFile  *os.File
+	receiptDay   string
+	receiptDirty bool
+
 	ctr struct{ queued, sent, deferred, bounced, corrupt atomic.Int64 }
 }
 
@@ -267,7 +273,7 @@ func (o *Outbox) Close() error {
 			return
 		}
 		o.committer.Wait()
-		err := o.flushSent()
+		err := errors.Join(o.flushSent(), o.syncReceipts(true))
 		if e := o.spool.Close(); err == nil {
 			err = e
 		}
@@ -702,20 +708,25 @@ func (o *Outbox) flushSent() error {
 		return nil
 	}
 	o.sentDirty = 0
+	if err := o.syncReceipts(false); err != nil {
+		return err
+	}
 	if err := syncDir(filepath.Join(o.dir, dirSent)); err != nil {
 		return err
 	}
 	return syncDir(filepath.Join(o.dir, dirQueue))
 }
 
-// moveSent moves a delivered message's file into sent/.
-func (o *Outbox) moveSent(from, to string) {
+// moveSent moves a delivered message's file into sent/; false if it
+// could not.
+func (o *Outbox) moveSent(from, to string) bool {
 	if err := renameFile(from, to); err != nil {
 		// Never leave a delivered message queued silently.
 		o.log.Error("outbox: mark delivered message as sent", "path", from, "error", err)
-		return
+		return false
 	}
 	o.markSentDirty()
+	return true
 }
 
 // markSentDirty counts a move into sent/ and flushes every

@@ -311,9 +311,11 @@ type lockedFile struct {
 	mode os.FileMode // permission bits, with sentMarkBit when delivered
 	// moveTo, when set, is where the file goes (sent/) before its lock is
 	// released: the delivery was recorded with markSent. sentRecord, when
-	// set, is written there instead of moving the file (see settleSent).
+	// set, is written there instead of moving the file (see settleSent);
+	// receipt is the delivery's receipt (see writeReceipts).
 	moveTo     string
 	sentRecord []byte
+	receipt    receipt
 }
 
 // sentMarkBit in a queued file's mode records "the server accepted this

@@ -73,19 +73,15 @@ print((mail.send(mail.message{ from = "bot@example.org", to = "ops@example.org",
 		!strings.Contains(r.stdout, "Subject:      weekly report") || !strings.Contains(r.stdout, "Message-ID:   <") {
 		t.Fatalf("queue show: %v, want %q", r, reply)
 	}
-	matches, _ := filepath.Glob(filepath.Join(dir, "*", "outbox", "sent", id))
-	if len(matches) == 0 {
-		matches, _ = filepath.Glob(filepath.Join(dir, "*", "*", "outbox", "sent", id))
+	receipts, _ := filepath.Glob(filepath.Join(dir, "*", "outbox", "receipts", "*.jsonl"))
+	if len(receipts) != 1 {
+		t.Fatalf("receipts files %v", receipts)
 	}
-	if len(matches) != 1 {
-		t.Fatalf("sent record for %s not found under %s", id, dir)
-	}
-	raw, err := os.ReadFile(matches[0])
+	raw, err := os.ReadFile(receipts[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, _, _ := strings.Cut(string(raw), "\n")
-	if !strings.Contains(first, `"state":"sent"`) || !strings.Contains(first, `"reply":"250 2.0.0 OK: queued as `+msgs[0].QueueID+`"`) {
-		t.Errorf("sent record metadata %s", first)
+	if !strings.Contains(string(raw), `"id":"`+id+`"`) || !strings.Contains(string(raw), `"reply":"250 2.0.0 OK: queued as `+msgs[0].QueueID+`"`) {
+		t.Errorf("receipts %s", raw)
 	}
 }
