@@ -162,3 +162,51 @@ mailbot.on_run_failed(function() end)`)
 		t.Errorf("triggers %v", got)
 	}
 }
+
+// mailbot fire runs an alert handler with a sample event; its failure
+// calls no other alert (fire is not the daemon).
+func TestFireAlertSample(t *testing.T) {
+	h := newHarness(t, nil)
+	h.write("ops.lua", `
+local probe = require("probe")
+mailbot.on_dead_letter(function(ev)
+  probe.hit("dead", ev.id .. " " .. ev.recipients[1] .. " " .. tostring(ev.fired))
+end, { name = "dl" })
+mailbot.on_run_failed(function(ev)
+  probe.hit("failed", ev.script .. " " .. ev.trigger .. " " .. ev.kind)
+  error("pager down")
+end, { name = "rf" })`)
+	for _, tc := range []struct{ id, want string }{
+		{"ops#dl", "fired-sample nobody@example.invalid true"},
+		{"ops#rf", "ops.lua ops#rf error"},
+	} {
+		if _, err := Fire(context.Background(), h.cfg, FireRequest{ID: tc.id}, h.fireOpts(nil)...); err != nil {
+			t.Fatalf("Fire %s: %v", tc.id, err)
+		}
+		if got := (<-h.hits).value; got != tc.want {
+			t.Errorf("fire %s: handler saw %q, want %q", tc.id, got, tc.want)
+		}
+	}
+	if len(h.hits) != 0 {
+		t.Errorf("%d more handler calls", len(h.hits))
+	}
+}
+
+// A failed on_dead_letter handler is a failed run like any other: the
+// on_run_failed handlers hear of it.
+func TestFailingDeadLetterHandlerIsReported(t *testing.T) {
+	h := newHarness(t, nil)
+	h.write("ops.lua", `
+local probe = require("probe")
+mailbot.on_dead_letter(function(ev)
+  error("cannot page about " .. ev.id)
+end, { name = "dl" })
+mailbot.on_run_failed(function(ev)
+  probe.hit("failed", ev.trigger .. " " .. ev.error)
+end)`)
+	h.start()
+	h.e.NotifyDeadLetter(DeadLetter{ID: "Q42", Recipients: []string{"gone@example.org"}})
+	if got := h.waitHit("failed").value; !strings.HasPrefix(got, "ops#dl ") || !strings.Contains(got, "cannot page about Q42") {
+		t.Errorf("on_run_failed saw %q", got)
+	}
+}
