@@ -14,7 +14,9 @@ const runDesc = `Runs the engine: loads every script in scripts_dir, reloads the
 change, fires their triggers (mailbot.on_file, every, cron, on_start) and
 delivers their mail, until SIGINT or SIGTERM; then lets runs in flight
 finish and exits 0. Messages queued with mail.send are delivered from the
-outbox (<state_dir>/outbox) with retries; see "mailbot queue".
+outbox (<state_dir>/outbox) with retries; see "mailbot queue". Only run
+calls the alert handlers: mailbot.on_dead_letter when a message becomes a
+dead letter, mailbot.on_run_failed when a run fails.
 
 With a dev_server section, the embedded development mail server is
 started in-process and accounts with "host: dev_server" send to it.
