@@ -91,7 +91,7 @@ func recordRegistrationErrors(L *lua.LState, errs *[]error) {
 	if !ok {
 		return
 	}
-	for _, name := range []string{"on_file", "every", "cron", "on_start"} {
+	for _, name := range []string{"on_file", "every", "cron", "on_start", "on_dead_letter", "on_run_failed"} {
 		orig := mb.RawGetString(name)
 		if orig == lua.LNil {
 			continue

@@ -120,6 +120,10 @@ type Engine struct {
 	}
 	scriptRescans atomic.Int64 // scripts dir rescans after lost events, for tests
 
+	// deadLetters carries NotifyDeadLetter's events to Run's loop.
+	deadLetters chan DeadLetter
+	deadOnce    sync.Once
+
 	// onAPI, when set, runs after a script's mailbot table is installed
 	// and before its top-level code (CheckScriptAll wraps the registrars).
 	onAPI func(*script)
@@ -284,6 +288,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 		case req := <-e.reconf:
 			e.reconfigure(req)
+		case d := <-e.alertCh():
+			e.fireDeadLetter(d)
 		case t := <-e.scheduler.Ticks():
 			e.mu.Lock()
 			sr := e.sched[t.ID]

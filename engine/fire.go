@@ -182,6 +182,9 @@ func Fire(ctx context.Context, cfg Config, req FireRequest, opts ...Option) (*Fi
 			defer ledger.Close()
 		}
 	}
+	if t.isAlert() {
+		ev[alertEventKey] = sampleAlert(t)
+	}
 	ev["fired"] = lua.LTrue
 
 	start := time.Now()

@@ -42,6 +42,8 @@ type script struct {
 	// all holds every registration in order; all[n-1] is "<script>#<n>".
 	all   []*trigger
 	names map[string]bool // the name options given so far
+	// alerts holds the on_dead_letter and on_run_failed handlers.
+	alerts alertTriggers
 
 	closeOnce sync.Once
 
@@ -53,7 +55,7 @@ type script struct {
 // trigger is one registered handler.
 type trigger struct {
 	s       *script
-	kind    string // "on_file", "every", "cron", "on_start"
+	kind    string // "on_file", "every", "cron", "on_start", "on_dead_letter", "on_run_failed"
 	label   string // "every 5m", "cron 0 8 * * 1-5", "on_file /srv/drop/*.csv"
 	fn      *lua.LFunction
 	timeout time.Duration
@@ -228,6 +230,8 @@ func (s *script) installAPI() {
 	L.SetField(mb, "every", L.NewFunction(s.luaEvery))
 	L.SetField(mb, "cron", L.NewFunction(s.luaCron))
 	L.SetField(mb, "on_start", L.NewFunction(s.luaOnStart))
+	L.SetField(mb, "on_dead_letter", L.NewFunction(s.luaOnDeadLetter))
+	L.SetField(mb, "on_run_failed", L.NewFunction(s.luaOnRunFailed))
 	state := L.NewTable()
 	L.SetFuncs(state, map[string]lua.LGFunction{
 		"get": func(L *lua.LState) int {
@@ -701,7 +705,7 @@ func (e *Engine) runWith(t *trigger, fields map[string]lua.LValue, after func(),
 		}
 		return s.ctx.Err()
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, t.timeout)
+	ctx, cancel := context.WithTimeout(alertContext(t, s.ctx), t.timeout)
 	defer cancel()
 	if seen != nil {
 		seen(ctx)
@@ -714,10 +718,15 @@ func (e *Engine) runWith(t *trigger, fields map[string]lua.LValue, after func(),
 
 	ev := L.NewTable()
 	for k, v := range fields {
-		ev.RawSetString(k, v)
+		if k != alertEventKey {
+			ev.RawSetString(k, v)
+		}
 	}
 	ev.RawSetString("script", lua.LString(s.name))
 	ev.RawSetString("trigger", lua.LString(t.label))
+	if a, ok := fields[alertEventKey].(*alertEvent); ok {
+		a.fill(L, ev)
+	}
 
 	defer func() {
 		if r := recover(); r != nil {
@@ -734,6 +743,9 @@ func (e *Engine) runWith(t *trigger, fields map[string]lua.LValue, after func(),
 		e.logRun(t, start, runCtx, err)
 		e.recordOutcome(t, start, runCtx, err)
 		e.observeRun(t, start, runCtx, err)
+		if err != nil {
+			e.runFailed(t, runCtx, err)
+		}
 	}()
 	return L.CallByParam(lua.P{Fn: t.fn, NRet: 0, Protect: true}, ev)
 }

@@ -16,7 +16,8 @@ import (
 )
 
 // Trigger IDs name one registration of one script: "<script>#<n>", n
-// counting the script's mailbot.on_file, every, cron and on_start calls
+// counting the script's mailbot.on_file, every, cron, on_start,
+// on_dead_letter and on_run_failed calls
 // from 1 in the order its top-level code made them, or "<script>#<name>"
 // when the registration gave a name option. <script> is the file name
 // without ".lua"; "daily-report.lua#1" is accepted too. The number form
@@ -26,7 +27,8 @@ import (
 var triggerNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // triggerKinds maps a registrar to the kind "mailbot triggers" shows.
-var triggerKinds = map[string]string{"on_file": "file", "every": "every", "cron": "cron", "on_start": "start"}
+var triggerKinds = map[string]string{"on_file": "file", "every": "every", "cron": "cron", "on_start": "start",
+	"on_dead_letter": "dead_letter", "on_run_failed": "run_failed"}
 
 // ID returns the trigger's ID: "<script>#<name>", else "<script>#<n>".
 func (t *trigger) ID() string {
@@ -117,7 +119,8 @@ type TriggerInfo struct {
 	ID string `json:"id"`
 	// Script is the script's file name.
 	Script string `json:"script"`
-	// Kind is "file", "every", "cron" or "start".
+	// Kind is "file", "every", "cron", "start", "dead_letter" or
+	// "run_failed".
 	Kind string `json:"kind"`
 	// Spec is the drop folder and pattern of a file trigger, the interval
 	// of every, the cron spec with its time zone; "" for start.

@@ -258,7 +258,7 @@ func TestDocsCoverEveryFunction(t *testing.T) {
 		want = append(want, "m:"+m+"(")
 	}
 	// The engine's table (engine/script.go); luabind cannot import engine.
-	want = append(want, "mailbot.script", "mailbot.on_file(", "mailbot.every(", "mailbot.cron(", "mailbot.on_start(",
+	want = append(want, "mailbot.script", "mailbot.on_file(", "mailbot.every(", "mailbot.cron(", "mailbot.on_start(", "mailbot.on_dead_letter(", "mailbot.on_run_failed(",
 		"mailbot.state.get(", "mailbot.state.set(", "mailbot.state.delete(", "mailbot.state.all(", "mailbot.state.flush(")
 
 	sort.Strings(want)

@@ -438,3 +438,29 @@ end)`})
 		t.Fatalf("exit %d:\n%s", res.ExitCode(), out)
 	}
 }
+
+// Alert handlers are captured like the other triggers, and a test fires
+// them with the event it wants them to see.
+func TestAlertHandlersFire(t *testing.T) {
+	dir := fixture(t, map[string]string{
+		"ops.lua": `
+mailbot.on_dead_letter(function(ev)
+  mailbot.state.set("dead", ev.id .. " " .. ev.recipients[1])
+end, { name = "dl" })
+mailbot.on_run_failed(function(ev)
+  mailbot.state.set("failed", ev.script .. " " .. ev.trigger .. " " .. ev.where)
+end)`,
+		"ops_test.lua": `local t = require("testing")
+local ops = t.load("ops.lua")
+t.test("alerts", function()
+  ops.fire("dl", { id = "Q1", recipients = { "gone@example.com" } })
+  t.eq(ops.state().dead, "Q1 gone@example.com")
+  ops.fire("#2", { script = "report.lua", trigger = "report#daily", where = "report.lua:7" })
+  t.eq(ops.state().failed, "report.lua report#daily report.lua:7")
+  t.eq(#ops.triggers(), 2)
+end)`})
+	res, out := run(t, dir, nil)
+	if res.ExitCode() != ExitPass {
+		t.Fatalf("exit %d:\n%s", res.ExitCode(), out)
+	}
+}

@@ -21,7 +21,7 @@ import (
 // trigger is one registration captured from a script's top-level code.
 type trigger struct {
 	n       int    // 1-based, in registration order over every kind
-	kind    string // "on_file", "every", "cron", "on_start"
+	kind    string // "on_file", "every", "cron", "on_start", "on_dead_letter", "on_run_failed"
 	spec    string // "5m", "0 8 * * 1-5", the on_file folder/pattern
 	label   string // as the engine logs it: "cron 0 8 * * 1-5"
 	name    string // the registration's name = "..." option
@@ -109,6 +109,9 @@ func (si *scriptInst) mailbotTable(ls *loaded, L *lua.LState) *lua.LTable {
 	mb.RawSetString("every", L.NewFunction(func(L *lua.LState) int { return si.schedule(L, "every") }))
 	mb.RawSetString("cron", L.NewFunction(func(L *lua.LState) int { return si.schedule(L, "cron") }))
 	mb.RawSetString("on_start", L.NewFunction(si.onStart))
+	for _, kind := range []string{"on_dead_letter", "on_run_failed"} {
+		mb.RawSetString(kind, L.NewFunction(func(L *lua.LState) int { return si.onAlert(L, kind) }))
+	}
 	st := L.NewTable()
 	L.SetFuncs(st, map[string]lua.LGFunction{
 		"get": func(L *lua.LState) int {
@@ -264,6 +267,15 @@ func (si *scriptInst) onStart(L *lua.LState) int {
 	return 0
 }
 
+// onAlert records mailbot.on_dead_letter or mailbot.on_run_failed; a
+// test fires it with the event it wants the handler to see.
+func (si *scriptInst) onAlert(L *lua.LState, kind string) int {
+	si.checkLoading(L, kind)
+	fn := L.CheckFunction(1)
+	si.add(L, &trigger{kind: kind, label: kind, fn: fn}, L.OptTable(2, nil))
+	return 0
+}
+
 // id is the trigger's id, as "mailbot triggers" shows it.
 func (t *trigger) id(script string) string {
 	if t.name != "" {
@@ -350,6 +362,16 @@ func (ls *loaded) event(L *lua.LState, t *trigger, given *lua.LTable) (*lua.LTab
 				ev.RawSet(k, v)
 			}
 		})
+	}
+	if t.kind == "on_run_failed" && given != nil {
+		// The failed run's script and trigger, as the test gives them.
+		if given.RawGetString("script") == lua.LNil {
+			ev.RawSetString("script", lua.LString(ls.name))
+		}
+		if given.RawGetString("trigger") == lua.LNil {
+			ev.RawSetString("trigger", lua.LString(t.label))
+		}
+		return ev, nil
 	}
 	ev.RawSetString("script", lua.LString(ls.name))
 	ev.RawSetString("trigger", lua.LString(t.label))

@@ -448,12 +448,15 @@ func (w *worker) sendBatch(ctx context.Context, batch []*prepared) {
 		// delivery path: every message is settled by now, and the
 		// worker can start the next batch at once.
 		w.closing.Go(func() {
+			var receipts []receipt
 			for _, p := range batch {
 				if p.lf.moveTo != "" {
 					w.o.settleSent(p.lf.path, p.lf.moveTo, p.lf.sentRecord)
+					receipts = append(receipts, p.lf.receipt)
 				}
 				p.lf.unlock()
 			}
+			w.o.writeReceipts(receipts)
 		})
 	}()
 	if len(batch) == 0 {
@@ -484,8 +487,8 @@ func (w *worker) sendBatch(ctx context.Context, batch []*prepared) {
 			if len(w.sign(ctx, []*prepared{p})) == 0 {
 				continue
 			}
-			refused, err := w.c.SendMail(ctx, p.it.From, p.it.To, p.wire, w.acct.SendOptions)
-			w.finish(ctx, p.e, p.lf, &p.it, p.data, refused, err)
+			refused, reply, err := w.c.SendMailReply(ctx, p.it.From, p.it.To, p.wire, w.acct.SendOptions)
+			w.finish(ctx, p.e, p.lf, &p.it, p.data, refused, reply, err)
 		}
 		return
 	}
@@ -503,7 +506,7 @@ func (w *worker) sign(ctx context.Context, batch []*prepared) []*prepared {
 		if w.acct.Sign != nil {
 			signed, err := w.acct.Sign(p.data)
 			if err != nil {
-				w.finish(ctx, p.e, p.lf, &p.it, p.data, nil, &signError{fmt.Errorf("outbox: DKIM-sign for account %q: %w", w.name, err)})
+				w.finish(ctx, p.e, p.lf, &p.it, p.data, nil, smtp.Reply{}, &signError{fmt.Errorf("outbox: DKIM-sign for account %q: %w", w.name, err)})
 				continue
 			}
 			p.wire = signed
@@ -537,13 +540,13 @@ func (w *worker) sendReady(ctx context.Context, batch []*prepared) {
 	results := w.c.SendBatch(ctx, out, func(i int, r smtp.BatchResult) {
 		if r.Err == nil {
 			p := batch[i]
-			w.finish(ctx, p.e, p.lf, &p.it, p.data, r.Refused, nil)
+			w.finish(ctx, p.e, p.lf, &p.it, p.data, r.Refused, r.Reply, nil)
 			finished[i] = true
 		}
 	})
 	for i, p := range batch {
 		if !finished[i] {
-			w.finish(ctx, p.e, p.lf, &p.it, p.data, results[i].Refused, results[i].Err)
+			w.finish(ctx, p.e, p.lf, &p.it, p.data, results[i].Refused, results[i].Reply, results[i].Err)
 		}
 	}
 }
@@ -557,7 +560,7 @@ func (w *worker) open(ctx context.Context, batch []*prepared) bool {
 		return true
 	}
 	for _, p := range batch {
-		w.finish(ctx, p.e, p.lf, &p.it, p.data, nil, err)
+		w.finish(ctx, p.e, p.lf, &p.it, p.data, nil, smtp.Reply{}, err)
 	}
 	// The relay (and every fallback) is unreachable: every other due
 	// message of the account would fail the same way now, so defer them
@@ -598,7 +601,7 @@ func (w *worker) deferAllDue(ctx context.Context, cause error) {
 			lf.unlock()
 			continue
 		}
-		w.finish(ctx, e, lf, &it, data, nil, cause)
+		w.finish(ctx, e, lf, &it, data, nil, smtp.Reply{}, cause)
 		lf.unlock()
 	}
 }
@@ -657,7 +660,9 @@ func classify(err error) failure {
 }
 
 // finish records the outcome of an attempt and settles e. lf is held.
-func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item, data []byte, refused smtp.Refusals, err error) {
+// final is the server's reply to the final dot when the message was
+// accepted for some recipient.
+func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item, data []byte, refused smtp.Refusals, final smtp.Reply, err error) {
 	o := w.o
 	now := o.opts.Now()
 	pending := it.To
@@ -717,6 +722,9 @@ func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item,
 			}
 		}
 		it.LastError, it.LastReply = "", nil
+		if final.Code != 0 {
+			it.Reply = final.String()
+		}
 		if len(refused) > 0 {
 			// While recipients wait, the last error is why they wait;
 			// permanent refusals stay in Refused.
@@ -747,8 +755,11 @@ func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item,
 	default:
 		outcome = w.sent(e, lf, it, data, viaChanged)
 	}
-	w.logAttempt(ctx, it, pending, len(data), outcome, f, err)
+	w.logAttempt(ctx, it, pending, len(data), outcome, f, final, err)
 	w.observeDelivery(it, pending, data, outcome)
+	if outcome == "bounced" {
+		o.deadLettered(*it)
+	}
 }
 
 func smtpReply(se *smtp.SMTPError) Reply {
@@ -829,28 +840,33 @@ func (w *worker) bury(e *entry, lf *lockedFile, it *Item, data []byte, reason st
 // mark: one system call right after the server's 250, so a kill -9 can
 // only re-send a message caught between the two. The directory flush is
 // batched (see flushSent): a power failure may re-send the messages moved
-// since the last flush. With rewrite (the delivering account, Item.Via,
+// since the last flush. With viaChanged (the delivering account, Item.Via,
 // differs from what the file says) sent/ gets a new file with this
-// attempt's metadata instead, written off the delivery path.
-func (w *worker) sent(e *entry, lf *lockedFile, it *Item, data []byte, rewrite bool) string {
+// attempt's metadata instead, written off the delivery path. Either way a
+// receipt (see writeReceipts) records the relay's reply, appended off the
+// delivery path too.
+func (w *worker) sent(e *entry, lf *lockedFile, it *Item, data []byte, viaChanged bool) string {
 	o := w.o
 	var record []byte
-	if rewrite {
+	if viaChanged {
 		rec := *it
 		rec.Seq++
 		rec.State = StateSent
+		rec.SentAt = it.LastAttempt
 		var err error
 		if record, err = encodeFile(&rec, data); err != nil {
 			o.log.Warn("outbox: encode sent record", "id", it.ID, "error", err)
 			record = nil
 		}
 	}
+	rc := receipt{ID: it.ID, At: it.LastAttempt, Reply: it.Reply, Attempts: it.Attempts, Via: it.Via}
 	if err := lf.markSent(); err == nil {
 		// Recorded on the file; the move into sent/ happens when the
 		// batch's files are closed, still under the lock.
-		lf.moveTo, lf.sentRecord = o.path(StateSent, it.ID), record
+		lf.moveTo, lf.sentRecord, lf.receipt = o.path(StateSent, it.ID), record, rc
 	} else {
 		o.settleSent(lf.path, o.path(StateSent, it.ID), record)
+		o.writeReceipts([]receipt{rc})
 	}
 	o.ctr.sent.Add(1)
 	w.rep.sent.Add(1)
@@ -860,7 +876,7 @@ func (w *worker) sent(e *entry, lf *lockedFile, it *Item, data []byte, rewrite b
 
 // logAttempt writes the one record per delivery attempt, with the fields
 // msmtp logs per delivery. Credentials are never among them.
-func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size int, outcome string, f failure, err error) {
+func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size int, outcome string, f failure, final smtp.Reply, err error) {
 	level, msg := slog.LevelInfo, "outbox: delivered"
 	code, text, enhanced := 250, "", ""
 	if it.LastReply != nil {
@@ -877,6 +893,9 @@ func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size 
 	}
 	if err == nil && it.LastReply == nil {
 		code = 250
+		if final.Code != 0 {
+			code, text, enhanced = final.Code, final.Text(), final.Enhanced.String()
+		}
 	}
 	attrs := []slog.Attr{
 		slog.String("id", it.ID),
@@ -892,6 +911,12 @@ func (w *worker) logAttempt(ctx context.Context, it *Item, rcpts []string, size 
 		slog.String("smtp_enhanced", enhanced),
 		slog.String("smtp_text", text),
 		slog.Int("attempt", it.Attempts),
+		slog.String("message_id", it.MessageID),
+	}
+	if final.Code != 0 {
+		// The relay's reply to the message ("250 2.0.0 Ok: queued as
+		// 4Zx..."): its queue id traces the delivery in the relay's logs.
+		attrs = append(attrs, slog.String("reply", final.String()))
 	}
 	if w.name != w.queue {
 		attrs = append(attrs, slog.String("fallback_for", w.queue))

@@ -28,6 +28,8 @@
 //	sent/<id>    delivered messages, kept for KeyRetention (idempotency)
 //	keys/<sha256(key) hex>   {"key","id","created"}: idempotency records
 //	corrupt/<id> damaged files, byte for byte, each with <id>.note
+//	receipts/<UTC day>.jsonl  one line per delivery: the relay's reply
+//	             ("250 ... queued as 4Zx"), time, attempts (see Get)
 //	tmp/         files being written; never read, stale ones removed by Open
 //	lock         taken (flock) by an enqueue batch, across processes
 //

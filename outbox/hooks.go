@@ -59,7 +59,9 @@ func (w *worker) observeDelivery(it *Item, rcpts []string, data []byte, outcome 
 	default:
 		ev.Result = ResultTemporary
 	}
-	if r := it.LastReply; r != nil {
+	if outcome == "sent" && it.Reply != "" {
+		ev.Reply = it.Reply // the relay's answer to the final dot
+	} else if r := it.LastReply; r != nil {
 		ev.Reply = replyLine(*r)
 	} else if len(it.Refused) > 0 {
 		ev.Reply = replyLine(it.Refused[len(it.Refused)-1].Reply)

@@ -73,8 +73,12 @@ func (o *Outbox) Get(id string) (Item, []byte, error) {
 			return Item{}, nil, fmt.Errorf("outbox: get %s: %w", id, err)
 		}
 		// A sent/ file usually keeps the queued metadata it was
-		// delivered with (the move is a rename): say where it is.
+		// delivered with (the move is a rename): say where it is, and
+		// add its receipt (the relay's reply).
 		it.State = s
+		if s == StateSent {
+			o.applyReceipt(&it)
+		}
 		return it, data, nil
 	}
 	return Item{}, nil, fmt.Errorf("%w: %s", ErrNotFound, id)
@@ -308,6 +312,9 @@ func (o *Outbox) prune() error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	if err := o.pruneReceipts(now); err != nil {
+		errs = append(errs, err)
 	}
 	ids, err := o.listIDs(StateSent)
 	if err != nil {

@@ -10,9 +10,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"mime"
 	"net/mail"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +83,13 @@ type Options struct {
 	// Logger receives one record per delivery attempt and spool warnings.
 	// Nil discards.
 	Logger *slog.Logger
+	// OnDeadLetter, when set, is called once each time a delivery
+	// attempt makes a message a dead letter (refused permanently, too old,
+	// unsignable...), with the dead letter's metadata, unless the message
+	// is marked NoAlert. It is called from a delivery worker and must not
+	// block: hand the Item to another goroutine. Dead letters already in
+	// dead/ when the Outbox opens are never reported.
+	OnDeadLetter func(Item)
 	// SkipRecovery opens the spool the way `mailbot queue` does: Open
 	// creates nothing and runs no crash recovery (damaged files are not
 	// moved to corrupt/, interrupted moves are not settled, temp files are
@@ -177,6 +186,12 @@ type Outbox struct {
 	sentSync  sync.Mutex
 	sentDirty int // messages moved to sent/ since the last directory flush
 
+	// The receipts file being appended to (see writeReceipts).
+	receiptMu    sync.Mutex
+	receiptFile  *os.File
+	receiptDay   string
+	receiptDirty bool
+
 	ctr struct{ queued, sent, deferred, bounced, corrupt atomic.Int64 }
 }
 
@@ -194,9 +209,12 @@ type Envelope struct {
 }
 
 type enqReq struct {
-	env  Envelope
-	data []byte
-	done chan enqRes
+	env       Envelope
+	data      []byte
+	done      chan enqRes
+	messageID string
+	subject   string
+	noAlert   bool
 }
 
 type enqRes struct {
@@ -262,7 +280,7 @@ func (o *Outbox) Close() error {
 			return
 		}
 		o.committer.Wait()
-		err := o.flushSent()
+		err := errors.Join(o.flushSent(), o.syncReceipts(true))
 		if e := o.spool.Close(); err == nil {
 			err = e
 		}
@@ -299,13 +317,38 @@ func checkEnvelope(env *Envelope) error {
 	return nil
 }
 
-// messageID returns the Message-ID header of data, or "".
-func messageID(data []byte) string {
+// headerFields returns the Message-ID and the decoded Subject header of
+// data, "" for each that is missing.
+func headerFields(data []byte) (messageID, subject string) {
 	m, err := mail.ReadMessage(bytes.NewReader(data))
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	return strings.TrimSpace(m.Header.Get("Message-Id"))
+	subject = m.Header.Get("Subject")
+	if dec, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
+		subject = dec
+	}
+	return strings.TrimSpace(m.Header.Get("Message-Id")), strings.TrimSpace(subject)
+}
+
+type noAlertKey struct{}
+
+// WithoutAlerts returns a context whose Enqueue calls mark their messages
+// NoAlert: their dead-lettering calls no Options.OnDeadLetter. Alert
+// handlers enqueue with it, so mail about a dead letter that itself
+// bounces raises no new alert.
+func WithoutAlerts(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noAlertKey{}, true)
+}
+
+// deadLettered reports a new dead letter to Options.OnDeadLetter.
+func (o *Outbox) deadLettered(it Item) {
+	if o.opts.OnDeadLetter == nil || it.NoAlert {
+		return
+	}
+	it.To = slices.Clone(it.To)
+	it.Refused = slices.Clone(it.Refused)
+	o.opts.OnDeadLetter(it)
 }
 
 // Enqueue stores a message for delivery and returns its id. It returns only
@@ -322,8 +365,9 @@ func (o *Outbox) Enqueue(ctx context.Context, env Envelope, data []byte) (id str
 	if err := checkEnvelope(&env); err != nil {
 		return "", false, err
 	}
+	msgID, subject := headerFields(data)
 	if env.Key == "" {
-		env.Key = messageID(data)
+		env.Key = msgID
 	}
 	if strings.ContainsAny(env.Key, "\r\n\x00") {
 		return "", false, fmt.Errorf("%w: key contains CR, LF or NUL", ErrInvalidEnvelope)
@@ -332,7 +376,8 @@ func (o *Outbox) Enqueue(ctx context.Context, env Envelope, data []byte) (id str
 	if o.opts.SkipRecovery {
 		return "", false, errSkipRecovery
 	}
-	req := &enqReq{env: env, data: data, done: make(chan enqRes, 1)}
+	noAlert, _ := ctx.Value(noAlertKey{}).(bool)
+	req := &enqReq{env: env, data: data, done: make(chan enqRes, 1), messageID: msgID, subject: subject, noAlert: noAlert}
 	select {
 	case <-o.closing:
 		return "", false, ErrClosed
@@ -445,6 +490,7 @@ func (o *Outbox) commit(batch []*enqReq) {
 			ID: newID(idTime), Seq: 1, State: StateQueued,
 			Account: r.env.Account, From: r.env.From, To: r.env.To, Key: r.env.Key,
 			Created: now, NextAttempt: now,
+			MessageID: r.messageID, Subject: r.subject, NoAlert: r.noAlert,
 		}
 		content, err := encodeFile(&p.item, r.data)
 		if err == nil {
@@ -669,20 +715,25 @@ func (o *Outbox) flushSent() error {
 		return nil
 	}
 	o.sentDirty = 0
+	if err := o.syncReceipts(false); err != nil {
+		return err
+	}
 	if err := syncDir(filepath.Join(o.dir, dirSent)); err != nil {
 		return err
 	}
 	return syncDir(filepath.Join(o.dir, dirQueue))
 }
 
-// moveSent moves a delivered message's file into sent/.
-func (o *Outbox) moveSent(from, to string) {
+// moveSent moves a delivered message's file into sent/; false if it
+// could not.
+func (o *Outbox) moveSent(from, to string) bool {
 	if err := renameFile(from, to); err != nil {
 		// Never leave a delivered message queued silently.
 		o.log.Error("outbox: mark delivered message as sent", "path", from, "error", err)
-		return
+		return false
 	}
 	o.markSentDirty()
+	return true
 }
 
 // markSentDirty counts a move into sent/ and flushes every
@@ -746,4 +797,10 @@ func (o *Outbox) CopyBaseQueue() (int, error) {
 		n++
 	}
 	return n, o.rescan()
+}
+
+// messageID returns the Message-ID header of data, or "".
+func messageID(data []byte) string {
+	id, _ := headerFields(data)
+	return id
 }

@@ -114,6 +114,21 @@ type Item struct {
 	// fallback that delivered it; a message delivered in parts records
 	// the account of the last part.
 	Via string `json:"via,omitempty"`
+	// MessageID and Subject are the message's Message-ID and (decoded)
+	// Subject headers, read at enqueue, for logs and alerts; "" when
+	// absent.
+	MessageID string `json:"message_id,omitempty"`
+	Subject   string `json:"subject,omitempty"`
+	// Reply is the relay's reply to the message's final dot at the last
+	// attempt that delivered to some recipient, e.g. "250 2.0.0 Ok:
+	// queued as 4Zx...": its queue id traces the delivery at the relay.
+	// SentAt is when a delivered message (in sent/) was accepted.
+	Reply  string    `json:"reply,omitempty"`
+	SentAt time.Time `json:"sent_at,omitzero"`
+	// NoAlert marks a message enqueued by an alert handler (see
+	// Options.OnDeadLetter and WithoutAlerts): its becoming a dead letter
+	// calls no OnDeadLetter, so an alert about an alert cannot loop.
+	NoAlert bool `json:"no_alert,omitempty"`
 	// Recovered is set on a message put back in the queue from a damaged
 	// spool file (see Outbox.RequeueCorrupt): when, and what was wrong.
 	Recovered string `json:"recovered,omitempty"`
@@ -296,9 +311,11 @@ type lockedFile struct {
 	mode os.FileMode // permission bits, with sentMarkBit when delivered
 	// moveTo, when set, is where the file goes (sent/) before its lock is
 	// released: the delivery was recorded with markSent. sentRecord, when
-	// set, is written there instead of moving the file (see settleSent).
+	// set, is written there instead of moving the file (see settleSent);
+	// receipt is the delivery's receipt (see writeReceipts).
 	moveTo     string
 	sentRecord []byte
+	receipt    receipt
 }
 
 // sentMarkBit in a queued file's mode records "the server accepted this

@@ -200,6 +200,10 @@ type DataWriter struct {
 	closed bool
 	// Refusals holds LMTP per-recipient refusals after Close.
 	Refusals Refusals
+	// Reply is the server's reply to the final dot after a successful
+	// Close ("250 2.0.0 Ok: queued as 4Zx..."); for LMTP, the last
+	// positive one. It is the zero Reply before Close or when Close fails.
+	Reply Reply
 }
 
 // Write encodes p (dot-stuffing, CRLF normalisation) and sends it. A
@@ -233,7 +237,7 @@ func (w *DataWriter) Close() error {
 		return w.err
 	}
 	defer w.end()
-	w.err = w.c.finishData(w.ctx, w.dw, w.rcpts, &w.Refusals)
+	w.Reply, w.err = w.c.finishData(w.ctx, w.dw, w.rcpts, &w.Refusals)
 	return w.err
 }
 
@@ -268,10 +272,10 @@ func (c *Client) Data(ctx context.Context) (*DataWriter, error) {
 // finishData writes the terminating dot and reads the verdict. Up to the
 // moment the last byte of the dot line leaves the buffer, a failure means
 // "not delivered"; afterwards the outcome is unknown.
-func (c *Client) finishData(ctx context.Context, dw *dotWriter, rcpts []string, refusals *Refusals) error {
+func (c *Client) finishData(ctx context.Context, dw *dotWriter, rcpts []string, refusals *Refusals) (Reply, error) {
 	c.setDeadline(ctx, c.CommandTimeout)
 	if err := dw.terminate(); err != nil {
-		return c.fail(ctx, "DATA", err)
+		return Reply{}, c.fail(ctx, "DATA", err)
 	}
 	if err := c.w.Flush(); err != nil {
 		// bufio keeps what it could not write: if any byte of the dot
@@ -279,40 +283,43 @@ func (c *Client) finishData(ctx context.Context, dw *dotWriter, rcpts []string, 
 		// the message.
 		failed := c.fail(ctx, "DATA", err)
 		if c.w.Buffered() > 0 {
-			return failed
+			return Reply{}, failed
 		}
-		return &UnknownOutcomeError{Err: failed}
+		return Reply{}, &UnknownOutcomeError{Err: failed}
 	}
 	c.debug.body(dw.n, dw.lines, nil)
 	c.setDeadline(ctx, c.DataTimeout)
 	if !c.lmtp {
 		rep, err := c.recv(ctx, ".")
 		if err != nil {
-			return &UnknownOutcomeError{Err: err}
+			return Reply{}, &UnknownOutcomeError{Err: err}
 		}
 		if rep.Code != 250 {
-			return &DataError{Err: replyError(".", rep)}
+			return Reply{}, &DataError{Err: replyError(".", rep)}
 		}
-		return nil
+		return rep, nil
 	}
 	// LMTP (RFC 2033 §4.2): one reply per accepted recipient, in order.
 	failed := make(Refusals)
+	var last Reply
 	for _, rcpt := range rcpts {
 		rep, err := c.recv(ctx, ".")
 		if err != nil {
-			return &UnknownOutcomeError{Err: err}
+			return Reply{}, &UnknownOutcomeError{Err: err}
 		}
 		if rep.Code != 250 {
 			failed[rcpt] = replyError(".", rep)
+		} else {
+			last = rep
 		}
 	}
 	if len(failed) > 0 {
 		*refusals = failed
 	}
 	if len(rcpts) > 0 && len(failed) == len(rcpts) {
-		return &RecipientsRefusedError{Recipients: failed}
+		return Reply{}, &RecipientsRefusedError{Recipients: failed}
 	}
-	return nil
+	return last, nil
 }
 
 var _ io.WriteCloser = (*DataWriter)(nil)

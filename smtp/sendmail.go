@@ -347,8 +347,16 @@ func (c *Client) envelope(from string, to []string, msg []byte, o *SendOptions) 
 //
 // msg is only read, and not retained after SendMail returns.
 func (c *Client) SendMail(ctx context.Context, from string, to []string, msg []byte, opts *SendOptions) (Refusals, error) {
+	refused, _, err := c.SendMailReply(ctx, from, to, msg, opts)
+	return refused, err
+}
+
+// SendMailReply is SendMail that also returns the server's reply to the
+// final dot when the message was accepted, e.g. "250 2.0.0 Ok: queued as
+// 4Zx...": the relay's queue id, which traces the delivery in its logs.
+func (c *Client) SendMailReply(ctx context.Context, from string, to []string, msg []byte, opts *SendOptions) (Refusals, Reply, error) {
 	if len(to) == 0 {
-		return nil, errors.New("smtp: SendMail: no recipients")
+		return nil, Reply{}, errors.New("smtp: SendMail: no recipients")
 	}
 	if opts == nil {
 		opts = &SendOptions{}
@@ -356,33 +364,33 @@ func (c *Client) SendMail(ctx context.Context, from string, to []string, msg []b
 	// Reject injection attempts before anything, EHLO included, is sent.
 	from, to, err := checkEnvelope(from, to, opts)
 	if err != nil {
-		return nil, err
+		return nil, Reply{}, err
 	}
 	if err := c.EhloOrHeloIfNeeded(ctx); err != nil {
-		return nil, err
+		return nil, Reply{}, err
 	}
 	if c.HasExtension("PIPELINING") && !opts.NoPipelining {
 		r := c.SendBatch(ctx, []Outgoing{{From: from, To: to, Data: msg, Opts: opts}}, nil)[0]
-		return r.Refused, r.Err
+		return r.Refused, r.Reply, r.Err
 	}
 	mailParams, rcptParams, err := c.envelope(from, to, msg, opts)
 	if err != nil {
-		return nil, err
+		return nil, Reply{}, err
 	}
 	return c.sendLockstep(ctx, from, to, msg, mailParams, rcptParams)
 }
 
-func (c *Client) sendLockstep(ctx context.Context, from string, to []string, msg []byte, mailParams []string, rcptParams [][]string) (Refusals, error) {
+func (c *Client) sendLockstep(ctx context.Context, from string, to []string, msg []byte, mailParams []string, rcptParams [][]string) (Refusals, Reply, error) {
 	if err := c.Mail(ctx, from, mailParams...); err != nil {
 		c.resetAfterFailure(ctx)
-		return nil, err
+		return nil, Reply{}, err
 	}
 	var refused Refusals
 	for i, r := range to {
 		if err := c.Rcpt(ctx, r, rcptParams[i]...); err != nil {
 			var se *SMTPError
 			if !errors.As(err, &se) || c.closed {
-				return nil, err
+				return nil, Reply{}, err
 			}
 			if refused == nil {
 				refused = make(Refusals)
@@ -392,21 +400,21 @@ func (c *Client) sendLockstep(ctx context.Context, from string, to []string, msg
 	}
 	if len(refused) == len(to) {
 		c.resetAfterFailure(ctx)
-		return nil, &RecipientsRefusedError{Recipients: refused}
+		return nil, Reply{}, &RecipientsRefusedError{Recipients: refused}
 	}
 	w, err := c.Data(ctx)
 	if err != nil {
 		c.resetAfterFailure(ctx)
-		return nil, err
+		return nil, Reply{}, err
 	}
 	return c.writeBody(ctx, w, msg, refused)
 }
 
 // writeBody sends the message through w and merges LMTP per-recipient
 // refusals into refused.
-func (c *Client) writeBody(ctx context.Context, w *DataWriter, msg []byte, refused Refusals) (Refusals, error) {
+func (c *Client) writeBody(ctx context.Context, w *DataWriter, msg []byte, refused Refusals) (Refusals, Reply, error) {
 	if _, err := w.Write(msg); err != nil {
-		return nil, err
+		return nil, Reply{}, err
 	}
 	err := w.Close()
 	for r, e := range w.Refusals {
@@ -420,14 +428,14 @@ func (c *Client) writeBody(ctx context.Context, w *DataWriter, msg []byte, refus
 	switch {
 	case errors.As(err, &rr):
 		c.resetAfterFailure(ctx)
-		return nil, &RecipientsRefusedError{Recipients: refused}
+		return nil, Reply{}, &RecipientsRefusedError{Recipients: refused}
 	case errors.As(err, &de):
 		c.resetAfterFailure(ctx)
-		return nil, err
+		return nil, Reply{}, err
 	case err != nil:
-		return nil, err
+		return nil, Reply{}, err
 	}
-	return refused, nil
+	return refused, w.Reply, nil
 }
 
 // resetAfterFailure sends RSET so the session can carry the next message.
@@ -463,6 +471,10 @@ type Outgoing struct {
 type BatchResult struct {
 	Refused Refusals
 	Err     error
+	// Reply is the server's reply to the final dot when the message was
+	// accepted ("250 2.0.0 Ok: queued as 4Zx..."; for LMTP the last
+	// positive one), the zero Reply otherwise.
+	Reply Reply
 }
 
 // SendBatch sends several messages over the session, like SendMail for
@@ -499,7 +511,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 	}
 	if !c.HasExtension("PIPELINING") {
 		for i, m := range msgs {
-			res[i].Refused, res[i].Err = c.SendMail(ctx, m.From, m.To, m.Data, m.Opts)
+			res[i].Refused, res[i].Reply, res[i].Err = c.SendMailReply(ctx, m.From, m.To, m.Data, m.Opts)
 			report(i + 1)
 		}
 		return res
@@ -533,11 +545,12 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 				res[i].Err = &DataError{Err: replyError(".", rep)}
 				return nil
 			}
-			res[i].Refused = pendingRefused
+			res[i].Refused, res[i].Reply = pendingRefused, rep
 			return nil
 		}
 		// LMTP (RFC 2033 §4.2): one reply per accepted recipient, in order.
 		failed := 0
+		var last Reply
 		for _, rcpt := range pendingAccepted {
 			rep, err := c.recv(ctx, ".")
 			if err != nil {
@@ -550,13 +563,15 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 				}
 				pendingRefused[rcpt] = replyError(".", rep)
 				failed++
+			} else {
+				last = rep
 			}
 		}
 		if failed == len(pendingAccepted) {
 			res[i].Err = &RecipientsRefusedError{Recipients: pendingRefused}
 			return nil
 		}
-		res[i].Refused = pendingRefused
+		res[i].Refused, res[i].Reply = pendingRefused, last
 		return nil
 	}
 	fail := func(from int, err error) []BatchResult {
@@ -647,7 +662,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 			res[i].Err = failure
 			if dataRep.Code == 354 {
 				var none Refusals
-				c.finishData(ctx, newDotWriter(c.w), nil, &none)
+				_, _ = c.finishData(ctx, newDotWriter(c.w), nil, &none)
 			}
 			if c.closed {
 				return fail(i+1, c.broken)

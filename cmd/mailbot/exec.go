@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -24,8 +25,8 @@ arg[0] is the script path, arg[1]..arg[n] the arguments after it.
 The smtp and mail modules work without a config file (smtp.connect{host=...});
 with -c, scripts can use the configured accounts (smtp.connect{account=...}),
 and a dev_server section is started in-process for them. Registrations with
-mailbot.on_file, mailbot.every, mailbot.cron and mailbot.on_start are
-ignored with a log line: triggers only fire under "mailbot run". With -c,
+mailbot.on_file, every, cron, on_start, on_dead_letter and on_run_failed
+are ignored with a log line: triggers only fire under "mailbot run". With -c,
 mail.send queues into the outbox (<state_dir>/outbox); the next "mailbot run"
 delivers it, or --deliver delivers it before exec exits. mailbot.state
 works but is kept in memory only.
@@ -187,7 +188,7 @@ func argTable(L *lua.LState, script string, args []string) *lua.LTable {
 func execMailbotTable(L *lua.LState, name string, logger *slog.Logger) *lua.LTable {
 	t := L.NewTable()
 	t.RawSetString("script", lua.LString(name))
-	for _, reg := range []string{"on_file", "every", "cron", "on_start"} {
+	for _, reg := range []string{"on_file", "every", "cron", "on_start", "on_dead_letter", "on_run_failed"} {
 		reg := reg
 		t.RawSetString(reg, L.NewFunction(func(L *lua.LState) int {
 			logger.Info("exec: trigger registration ignored; triggers fire only under 'mailbot run'", "script", name, "trigger", "mailbot."+reg)
@@ -250,6 +251,9 @@ type scriptEnv struct {
 	outbox   *outbox.Outbox
 	delivery map[string]outbox.Account
 	closed   bool
+	// deadLetter, once set (by run only), is told of each new dead letter
+	// (outbox.Options.OnDeadLetter): the daemon's alert handlers.
+	deadLetter atomic.Pointer[func(outbox.Item)]
 }
 
 // Close stops what prepareScripts started; later calls do nothing.
@@ -334,7 +338,11 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 		// never sends what a dry run queued; it reads the real one's
 		// idempotency keys.
 		dir := filepath.Join(cfg.Resolve(cfg.StateDir), "outbox")
-		obOpts := outbox.Options{Logger: logger}
+		obOpts := outbox.Options{Logger: logger, OnDeadLetter: func(it outbox.Item) {
+			if f := env.deadLetter.Load(); f != nil {
+				(*f)(it)
+			}
+		}}
 		if env.dry != nil {
 			dir, obOpts = env.dry.outboxDir(), env.dry.outboxOptions(obOpts)
 		}

@@ -363,10 +363,11 @@ func (m *Main) printItem(it outbox.Item) {
 	if it.Key != "" {
 		fmt.Fprintf(w, "Key:          %s\n", it.Key)
 	}
+	printTrace(w, it)
 	fmt.Fprintf(w, "Size:         %d bytes\n", it.Size)
 	fmt.Fprintf(w, "Created:      %s\n", it.Created.Format(time.RFC3339))
 	fmt.Fprintf(w, "Attempts:     %d\n", it.Attempts)
-	if !it.NextAttempt.IsZero() {
+	if !it.NextAttempt.IsZero() && it.State != outbox.StateSent {
 		fmt.Fprintf(w, "Next attempt: %s\n", it.NextAttempt.Format(time.RFC3339))
 	}
 	if it.LastError != "" {

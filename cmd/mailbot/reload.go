@@ -287,7 +287,7 @@ func (m *Main) newLevelLogger(cfg *Config) (*slog.Logger, *slog.LevelVar, error)
 	}
 	level := new(slog.LevelVar)
 	level.Set(lv)
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationString}
 	if cfg != nil && cfg.Log.Format == "json" {
 		return slog.New(slog.NewJSONHandler(m.Stderr, opts)), level, nil
 	}

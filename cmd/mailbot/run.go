@@ -9,6 +9,7 @@ import (
 
 	"github.com/mailbot/mailbot/engine"
 	"github.com/mailbot/mailbot/internal/sdnotify"
+	"github.com/mailbot/mailbot/outbox"
 )
 
 const runDesc = `Runs the engine: loads every script in scripts_dir, reloads them when they
@@ -27,7 +28,9 @@ as file:line and the running config stays. Under systemd with
 Type=notify, mailbot reports READY=1 once the scripts are loaded,
 RELOADING=1 during a reload, STOPPING=1 at shutdown, and WATCHDOG=1 when
 WatchdogSec is set. Messages queued with mail.send are delivered from the
-outbox (<state_dir>/outbox) with retries; see "mailbot queue".
+outbox (<state_dir>/outbox) with retries; see "mailbot queue". Only run
+calls the alert handlers: mailbot.on_dead_letter when a message becomes a
+dead letter, mailbot.on_run_failed when a run fails.
 
 With a dev_server section, the embedded development mail server is
 started in-process and accounts with "host: dev_server" send to it.
@@ -135,6 +138,9 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 		logger.Error("startup failed", "error", err)
 		return exitFailure
 	}
+	// Only the daemon calls the scripts' on_dead_letter handlers.
+	deadLetter := func(it outbox.Item) { e.NotifyDeadLetter(engine.DeadLetterFromItem(it)) }
+	env.deadLetter.Store(&deadLetter)
 	d := &daemon{m: m, cfg: cfg, env: env, engine: e, log: logger, level: level, notify: notify}
 	if opsd.srv != nil {
 		// New http.auth credentials apply to the next request; an
