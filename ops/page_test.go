@@ -100,7 +100,7 @@ func TestPageRendersStatus(t *testing.T) {
 		`<meta name="viewport" content="width=device-width, initial-scale=1">`,
 		`<meta http-equiv="refresh" content="10; url=/">`,
 		`mailbot <small>1.2.3</small>`, `>ready<`,
-		`/etc/mailbot/scripts/report.lua`, `0123456789ab<`, `1 with load errors`, `broken.lua:3: unexpected symbol`,
+		`/etc/mailbot/scripts/report.lua`, `<code>0123456789ab</code>`, `1 with load errors`, `broken.lua:3: unexpected symbol`,
 		`report#daily`, `cron`, `0 8 * * 1-5 Europe/Berlin`, `2026-12-08 08:00:00 UTC`, `2026-12-07 08:00:00 UTC`, `12 ms`,
 		`queued <b>4</b>`, `dead <b class="bad">1</b>`,
 		`20261207T080000-abc`, `a@example.com, b@example.com`, `550 5.1.1 no such user`,
