@@ -8,6 +8,7 @@ package browsertest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -27,10 +28,11 @@ var ErrNotFound = errors.New("chromium not found: apt-get install chromium; CI i
 // of /usr/bin/chromium, chromium, chromium-browser, google-chrome found.
 func Find() (string, error) {
 	if p := os.Getenv("CHROMIUM"); p != "" {
-		if path, err := exec.LookPath(p); err == nil {
-			return path, nil
+		path, err := exec.LookPath(p)
+		if err != nil {
+			return "", fmt.Errorf("$CHROMIUM=%s: %v: %w", p, err, ErrNotFound)
 		}
-		return "", errors.New("$CHROMIUM=" + p + " is not an executable: " + ErrNotFound.Error())
+		return path, nil
 	}
 	for _, c := range candidates {
 		if path, err := exec.LookPath(c); err == nil {
