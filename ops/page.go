@@ -69,7 +69,9 @@ type PageOptions struct {
 // the POST targets of its buttons: /ui/fire, /ui/dead/retry and
 // /ui/dead/delete, each with form fields id and csrf_token. A button's POST
 // redirects back to "/" (303 See Other) with the outcome shown once as a
-// flash message. Mount it at "/" of the ops server.
+// flash message. Posts are refused (403) without the CSRF token, and
+// when a browser says they come from another origin. Mount it at "/" of
+// the ops server, behind its authentication.
 func PageHandler(b Backend, opts PageOptions) http.Handler {
 	if opts.Refresh == 0 {
 		opts.Refresh = DefaultPageRefresh
@@ -87,9 +89,12 @@ func PageHandler(b Backend, opts PageOptions) http.Handler {
 	p := &page{b: b, opts: opts}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", p.serve)
-	mux.HandleFunc("POST /ui/fire", p.action(p.fire))
-	mux.HandleFunc("POST /ui/dead/retry", p.action(p.retry))
-	mux.HandleFunc("POST /ui/dead/delete", p.action(p.delete))
+	// Browsers say where a POST comes from (Sec-Fetch-Site, Origin):
+	// cross-origin ones are refused before the token is even looked at.
+	cop := http.NewCrossOriginProtection()
+	mux.Handle("POST /ui/fire", cop.Handler(p.action(p.fire)))
+	mux.Handle("POST /ui/dead/retry", cop.Handler(p.action(p.retry)))
+	mux.Handle("POST /ui/dead/delete", cop.Handler(p.action(p.delete)))
 	return mux
 }
 

@@ -201,6 +201,8 @@ func TestPageActions(t *testing.T) {
 		call     string
 		flash    string
 		flashOK  bool
+		// crossSite sends the headers of a browser posting from elsewhere.
+		crossSite bool
 	}{
 		{name: "fire ok", fb: &fakeBackend{fire: engine.TriggerInfo{ID: "daily-report#daily", LastOutcome: "ok", LastDurationMS: ptr(int64(12))}},
 			path: "/ui/fire", id: "daily-report#daily", csrf: tok, code: 303, call: "fire daily-report#daily", flash: "fired daily-report#daily: ok in 12 ms", flashOK: true},
@@ -214,6 +216,7 @@ func TestPageActions(t *testing.T) {
 		{name: "no id", path: "/ui/fire", csrf: tok, code: 303, flash: "no id given"},
 		{name: "no token", path: "/ui/fire", id: "r#1", code: 403},
 		{name: "wrong token", path: "/ui/dead/delete", id: "m2", csrf: "bad-token", code: 403},
+		{name: "cross-site", path: "/ui/fire", id: "r#1", csrf: tok, crossSite: true, code: 403},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -231,6 +234,10 @@ func TestPageActions(t *testing.T) {
 			}
 			r := httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader(form.Encode()))
 			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tc.crossSite {
+				r.Header.Set("Sec-Fetch-Site", "cross-site")
+				r.Header.Set("Origin", "https://evil.example")
+			}
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, r)
 			if w.Code != tc.code {
