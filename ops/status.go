@@ -103,3 +103,11 @@ var ErrNotFound = errors.New("not found")
 // no cookie. Get it with (*Server).CSRFToken(r) while rendering the page
 // (put it in a hidden input of every form), or from GET /api/csrf
 // ({"token": "..."}).
+//
+// The status page (page.go) plugs in by setting pageRoutes in an init
+// function; its handlers get the *Server (s.Backend().Status(ctx),
+// s.CSRFToken(r)) and run behind the same authentication. Forms post to
+// /api/fire (field "id"), /api/dead/{id}/retry and /api/dead/{id}/delete
+// with the hidden fields "csrf_token" and "redirect" (e.g. "/"): on
+// success the server answers 303 to redirect, on failure JSON
+// {"error": ...} with 400/403/404/500.
