@@ -123,6 +123,13 @@ type Engine struct {
 	// onAPI, when set, runs after a script's mailbot table is installed
 	// and before its top-level code (CheckScriptAll wraps the registrars).
 	onAPI func(*script)
+
+	// observer, loadRecs and loaded serve metrics and the live status
+	// (observe.go).
+	observer Observer
+	obsMu    sync.Mutex
+	loadRecs map[string]loadRecord
+	loaded   atomic.Bool
 }
 
 // New prepares an engine; nothing runs until Run.
@@ -239,6 +246,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		e.load(p)
 	}
+	e.loaded.Store(true)
 	e.log.Info("engine started", "scripts_dir", e.cfg.ScriptsDir, "scripts", len(e.scripts), "workers", e.cfg.Workers)
 
 	for {
@@ -375,6 +383,7 @@ func (e *Engine) remove(path string) {
 	old := e.scripts[name]
 	delete(e.scripts, name)
 	e.mu.Unlock()
+	e.observeRemove(path)
 	if old == nil {
 		return
 	}

@@ -102,9 +102,11 @@ func (e *Engine) load(path string) {
 			attrs = append(attrs, "note", "the previous version keeps running")
 		}
 		e.log.Error("script load failed", attrs...)
+		e.observeLoad(path, err)
 		return
 	}
 	e.stats.loads.Add(1)
+	e.observeLoad(path, nil)
 
 	e.mu.Lock()
 	old := e.scripts[name]
@@ -561,6 +563,7 @@ func (e *Engine) handleFile(fr *fileRun, rf ReadyFile) {
 	}
 	d, cerr := fr.ft.Complete(rf, err)
 	if cerr != nil {
+		e.observeFile(fr.s.name, "error")
 		e.log.Error("finishing file", "script", fr.s.name, "path", rf.Path, "error", cerr)
 		return
 	}
@@ -568,6 +571,7 @@ func (e *Engine) handleFile(fr *fileRun, rf ReadyFile) {
 		e.log.Info("dry run: file handled and left in place", "script", fr.s.name, "path", rf.Path, "would_be", d.Action, "would_be_at", d.Path)
 		return
 	}
+	e.observeFile(fr.s.name, d.Action)
 	e.log.Info("file handled", "script", fr.s.name, "path", rf.Path, "action", d.Action, "now_at", d.Path)
 }
 
@@ -720,6 +724,7 @@ func (e *Engine) runWith(t *trigger, fields map[string]lua.LValue, after func(),
 		}
 		e.logRun(t, start, runCtx, err)
 		e.recordOutcome(t, start, runCtx, err)
+		e.observeRun(t, start, runCtx, err)
 	}()
 	return L.CallByParam(lua.P{Fn: t.fn, NRet: 0, Protect: true}, ev)
 }

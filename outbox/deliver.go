@@ -282,6 +282,7 @@ func (w *worker) connect(ctx context.Context) error {
 	}
 	c, err := d.Dial(ctx, w.acct.Addr)
 	if err != nil {
+		w.observeSession(err)
 		return err
 	}
 	_, w.tls = c.TLSConnectionState()
@@ -293,6 +294,7 @@ func (w *worker) connect(ctx context.Context) error {
 		// for the next attempt with the advice in the last error.
 		if err := c.LoginOAuth2(ctx, w.acct.Username, w.acct.OAuth2, w.acct.OAuth2Mechanism); err != nil {
 			c.Close()
+			w.observeSession(err)
 			return &connectPhaseError{fmt.Errorf("outbox: OAuth2 login for account %q: %w", w.name, err)}
 		}
 		w.user = w.acct.Username
@@ -301,16 +303,19 @@ func (w *worker) connect(ctx context.Context) error {
 		if w.acct.Password != nil {
 			if pass, err = w.acct.Password(); err != nil {
 				c.Close()
+				w.observeSession(err)
 				return &connectPhaseError{fmt.Errorf("outbox: password for account %q: %w", w.name, err)}
 			}
 		}
 		if err := c.Login(ctx, w.acct.Username, pass); err != nil {
 			c.Close()
+			w.observeSession(err)
 			return &connectPhaseError{err}
 		}
 		w.user = w.acct.Username
 	}
 	w.c = c
+	w.observeSession(nil)
 	return nil
 }
 
@@ -739,6 +744,7 @@ func (w *worker) finish(ctx context.Context, e *entry, lf *lockedFile, it *Item,
 		outcome = w.sent(e, lf, it, data, viaChanged)
 	}
 	w.logAttempt(ctx, it, pending, len(data), outcome, f, err)
+	w.observeDelivery(it, pending, data, outcome)
 }
 
 func smtpReply(se *smtp.SMTPError) Reply {

@@ -95,6 +95,12 @@ type Options struct {
 	// its message still there, makes Enqueue report a duplicate. See also
 	// CopyBaseQueue.
 	Base string
+	// OnDelivery, when set, is called after every delivery attempt with
+	// its outcome (for metrics and the status page). It must not block.
+	OnDelivery func(DeliveryEvent)
+	// OnSession, when set, is called whenever Deliver tried to open an
+	// SMTP session (dial, TLS, login). It must not block.
+	OnSession func(SessionEvent)
 }
 
 func (o *Options) setDefaults() error {
