@@ -202,40 +202,57 @@ func TestPageBrowserFireAndRetry(t *testing.T) {
 	}
 }
 
-// TestPageBrowserPhone renders the page at a phone's width: nothing
-// overflows sideways, and the screenshot is kept for a look.
-func TestPageBrowserPhone(t *testing.T) {
+// TestPageBrowserLayout renders the page at a phone's and a desktop's
+// width: nothing overflows sideways, and the screenshots are kept for a
+// look (in $MAILBOT_SCREENSHOT_DIR when set).
+func TestPageBrowserLayout(t *testing.T) {
+	tests := []struct {
+		name          string
+		width, height int
+		mobile        bool
+	}{
+		{"phone", 390, 844, true},
+		{"desktop", 1280, 900, false},
+	}
 	fb := &fakeBackend{status: sampleStatus()}
 	long := strings.Repeat("a-very-long-unbroken-token-", 8)
 	fb.status.Triggers[1].LastError += " " + long
 	fb.status.Recent[0].MessageID = "<" + long + "@example.com>"
 	url := servePage(t, fb)
-	ctx := browsertest.New(t, browsertest.Options{Width: 390, Height: 844})
-	if err := chromedp.Do(ctx,
-		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
-		chromedp.Navigate(url+"/"),
-		chromedp.WaitVisible(chromedp.CSS(`#recent`)),
-	); err != nil {
-		t.Fatal(err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := browsertest.New(t, browsertest.Options{Width: tc.width, Height: tc.height})
+			emulate := chromedp.EmulateViewport(int64(tc.width), int64(tc.height))
+			if tc.mobile {
+				emulate = chromedp.EmulateViewport(int64(tc.width), int64(tc.height), chromedp.EmulateScale(2), chromedp.EmulateMobile)
+			}
+			if err := chromedp.Do(ctx,
+				emulate,
+				chromedp.Navigate(url+"/"),
+				chromedp.WaitVisible(chromedp.CSS(`#recent`)),
+			); err != nil {
+				t.Fatal(err)
+			}
+			sizes, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sizes) != 2 || sizes[0] > sizes[1] {
+				t.Errorf("page is %v wide (scrollWidth, innerWidth): it overflows", sizes)
+			}
+			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if d := os.Getenv("MAILBOT_SCREENSHOT_DIR"); d != "" {
+				dir = d
+			}
+			shot := filepath.Join(dir, "status-"+tc.name+".png")
+			if err := os.WriteFile(shot, png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+		})
 	}
-	sizes, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(sizes) != 2 || sizes[0] > sizes[1] {
-		t.Errorf("page is %v wide (scrollWidth, innerWidth): it overflows at phone width", sizes)
-	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if d := os.Getenv("MAILBOT_SCREENSHOT_DIR"); d != "" {
-		dir = d
-	}
-	shot := filepath.Join(dir, "status-phone.png")
-	if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
 }
