@@ -9,7 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/mailbot/mailbot/engine"
+	"github.com/mailbot/mailbot/internal/browsertest"
 )
 
 // TestServerServesPage: the Server mounts the page behind its
@@ -69,5 +72,33 @@ func TestServerServesPage(t *testing.T) {
 	resp, _ = do("POST", "/ui/fire", url.Values{"id": {"report#daily"}, "csrf_token": {m[1]}}, true)
 	if resp.StatusCode != http.StatusSeeOther || len(fb.calls) != 1 {
 		t.Errorf("POST /ui/fire = %d, calls %v", resp.StatusCode, fb.calls)
+	}
+}
+
+// TestServerPageBrowser clicks "fire now" on the page as the Server
+// serves it (loopback, no auth): its CSRF token and routes work in a
+// real browser.
+func TestServerPageBrowser(t *testing.T) {
+	b := newLiveBackend(t, map[string]string{"report.lua": reportScript})
+	s, err := NewServer(Options{Backend: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	ctx := browsertest.New(t, browsertest.Options{})
+	daily := `tr[data-trigger="report#daily"]`
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(srv.URL+"/"),
+		chromedp.Click(chromedp.CSS(daily+` button[name="fire"]`)),
+		chromedp.WaitVisible(chromedp.CSS(daily+` .outcome .badge.ok`)),
+		chromedp.Click(chromedp.CSS(`tr[data-dead] button[name="delete"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#no-dead`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	flash, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#flash`)))
+	if err != nil || !strings.HasSuffix(flash, " deleted") {
+		t.Errorf("flash after delete = %q (%v)", flash, err)
 	}
 }
