@@ -214,7 +214,7 @@ func TestPageBrowserLayout(t *testing.T) {
 		{"phone", 390, 844, true},
 		{"desktop", 1280, 900, false},
 	}
-	fb := &fakeBackend{status: sampleStatus()}
+	fb := &pageBackend{status: sampleStatus()}
 	long := strings.Repeat("a-very-long-unbroken-token-", 8)
 	fb.status.Triggers[1].LastError += " " + long
 	fb.status.Recent[0].MessageID = "<" + long + "@example.com>"

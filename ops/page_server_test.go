@@ -18,7 +18,7 @@ import (
 // TestServerServesPage: the Server mounts the page behind its
 // authentication, and the page's forms carry the Server's CSRF token.
 func TestServerServesPage(t *testing.T) {
-	fb := &fakeBackend{status: sampleStatus(), fire: engine.TriggerInfo{ID: "report#daily", LastOutcome: "ok", LastDurationMS: ptr(int64(7))}}
+	fb := &pageBackend{status: sampleStatus(), fire: engine.TriggerInfo{ID: "report#daily", LastOutcome: "ok", LastDurationMS: ptr(int64(7))}}
 	s, err := NewServer(Options{Backend: fb, Auth: Auth{Username: "ops", Password: "s3cret"}})
 	if err != nil {
 		t.Fatal(err)

@@ -15,8 +15,8 @@ import (
 	"github.com/mailbot/mailbot/engine"
 )
 
-// fakeBackend is a Backend with canned answers that records its calls.
-type fakeBackend struct {
+// pageBackend is a Backend with canned answers that records its calls.
+type pageBackend struct {
 	mu        sync.Mutex
 	status    Status
 	statusErr error
@@ -26,27 +26,27 @@ type fakeBackend struct {
 	calls     []string
 }
 
-func (f *fakeBackend) Status(context.Context) (Status, error) {
+func (f *pageBackend) Status(context.Context) (Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.status, f.statusErr
 }
 
-func (f *fakeBackend) Fire(_ context.Context, id string) (engine.TriggerInfo, error) {
+func (f *pageBackend) Fire(_ context.Context, id string) (engine.TriggerInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "fire "+id)
 	return f.fire, f.fireErr
 }
 
-func (f *fakeBackend) RetryDead(_ context.Context, id string) error {
+func (f *pageBackend) RetryDead(_ context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "retry "+id)
 	return f.deadErr
 }
 
-func (f *fakeBackend) DeleteDead(_ context.Context, id string) error {
+func (f *pageBackend) DeleteDead(_ context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "delete "+id)
@@ -90,7 +90,7 @@ func get(t *testing.T, h http.Handler, cookies ...*http.Cookie) *httptest.Respon
 }
 
 func TestPageRendersStatus(t *testing.T) {
-	h := PageHandler(&fakeBackend{status: sampleStatus()}, PageOptions{CSRFToken: func(*http.Request) string { return "tok123" }})
+	h := PageHandler(&pageBackend{status: sampleStatus()}, PageOptions{CSRFToken: func(*http.Request) string { return "tok123" }})
 	w := get(t, h)
 	if w.Code != http.StatusOK {
 		t.Fatalf("GET / = %d\n%s", w.Code, w.Body)
@@ -129,7 +129,7 @@ func TestPageRendersStatus(t *testing.T) {
 
 // TestPageEscapes: script errors, subjects and load errors are text.
 func TestPageEscapes(t *testing.T) {
-	w := get(t, PageHandler(&fakeBackend{status: sampleStatus()}, PageOptions{}))
+	w := get(t, PageHandler(&pageBackend{status: sampleStatus()}, PageOptions{}))
 	body := w.Body.String()
 	if strings.Contains(body, hostile) || strings.Contains(body, "<script>") || strings.Contains(body, "<img") {
 		t.Fatalf("hostile text rendered as HTML:\n%s", body)
@@ -152,7 +152,7 @@ func TestPageRefresh(t *testing.T) {
 		{-1, ""},
 	}
 	for _, tc := range tests {
-		body := get(t, PageHandler(&fakeBackend{}, PageOptions{Refresh: tc.refresh})).Body.String()
+		body := get(t, PageHandler(&pageBackend{}, PageOptions{Refresh: tc.refresh})).Body.String()
 		has := strings.Contains(body, `http-equiv="refresh"`)
 		if tc.want == "" && has || tc.want != "" && !strings.Contains(body, tc.want) {
 			t.Errorf("Refresh %v: meta refresh wrong, want %q", tc.refresh, tc.want)
@@ -161,14 +161,14 @@ func TestPageRefresh(t *testing.T) {
 }
 
 func TestPageStatusError(t *testing.T) {
-	w := get(t, PageHandler(&fakeBackend{statusErr: errors.New("engine <stopped>")}, PageOptions{}))
+	w := get(t, PageHandler(&pageBackend{statusErr: errors.New("engine <stopped>")}, PageOptions{}))
 	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "cannot read the status: engine &lt;stopped&gt;") {
 		t.Errorf("GET / with a failing backend = %d\n%s", w.Code, w.Body)
 	}
 }
 
 func TestPageRoutes(t *testing.T) {
-	h := PageHandler(&fakeBackend{}, PageOptions{})
+	h := PageHandler(&pageBackend{}, PageOptions{})
 	tests := []struct {
 		method, path string
 		code         int
@@ -194,7 +194,7 @@ func TestPageActions(t *testing.T) {
 	const tok = "good-token"
 	tests := []struct {
 		name     string
-		fb       *fakeBackend
+		fb       *pageBackend
 		path, id string
 		csrf     string
 		code     int
@@ -204,14 +204,14 @@ func TestPageActions(t *testing.T) {
 		// crossSite sends the headers of a browser posting from elsewhere.
 		crossSite bool
 	}{
-		{name: "fire ok", fb: &fakeBackend{fire: engine.TriggerInfo{ID: "daily-report#daily", LastOutcome: "ok", LastDurationMS: ptr(int64(12))}},
+		{name: "fire ok", fb: &pageBackend{fire: engine.TriggerInfo{ID: "daily-report#daily", LastOutcome: "ok", LastDurationMS: ptr(int64(12))}},
 			path: "/ui/fire", id: "daily-report#daily", csrf: tok, code: 303, call: "fire daily-report#daily", flash: "fired daily-report#daily: ok in 12 ms", flashOK: true},
-		{name: "fire run failed", fb: &fakeBackend{fire: engine.TriggerInfo{ID: "r#1", LastOutcome: "error", LastDurationMS: ptr(int64(3)), LastError: "r.lua:2: <boom>"}},
+		{name: "fire run failed", fb: &pageBackend{fire: engine.TriggerInfo{ID: "r#1", LastOutcome: "error", LastDurationMS: ptr(int64(3)), LastError: "r.lua:2: <boom>"}},
 			path: "/ui/fire", id: "r#1", csrf: tok, code: 303, call: "fire r#1", flash: "fired r#1: error in 3 ms: r.lua:2: &lt;boom&gt;"},
-		{name: "fire unknown", fb: &fakeBackend{fireErr: errors.New("no trigger x#9")},
+		{name: "fire unknown", fb: &pageBackend{fireErr: errors.New("no trigger x#9")},
 			path: "/ui/fire", id: "x#9", csrf: tok, code: 303, call: "fire x#9", flash: "fire x#9 failed: no trigger x#9"},
 		{name: "retry", path: "/ui/dead/retry", id: "m1", csrf: tok, code: 303, call: "retry m1", flash: "dead letter m1 queued again for delivery", flashOK: true},
-		{name: "retry fails", fb: &fakeBackend{deadErr: errors.New("no dead letter m1")}, path: "/ui/dead/retry", id: "m1", csrf: tok, code: 303, call: "retry m1", flash: "retry m1 failed: no dead letter m1"},
+		{name: "retry fails", fb: &pageBackend{deadErr: errors.New("no dead letter m1")}, path: "/ui/dead/retry", id: "m1", csrf: tok, code: 303, call: "retry m1", flash: "retry m1 failed: no dead letter m1"},
 		{name: "delete", path: "/ui/dead/delete", id: "m2", csrf: tok, code: 303, call: "delete m2", flash: "dead letter m2 deleted", flashOK: true},
 		{name: "no id", path: "/ui/fire", csrf: tok, code: 303, flash: "no id given"},
 		{name: "no token", path: "/ui/fire", id: "r#1", code: 403},
@@ -222,7 +222,7 @@ func TestPageActions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fb := tc.fb
 			if fb == nil {
-				fb = &fakeBackend{}
+				fb = &pageBackend{}
 			}
 			h := PageHandler(fb, PageOptions{Logger: quiet, CSRFToken: func(*http.Request) string { return tok }})
 			form := url.Values{}
@@ -275,7 +275,7 @@ func TestPageActions(t *testing.T) {
 // TestPageDefaultCSRF: without a CSRFToken the page makes its own, and
 // posts need it.
 func TestPageDefaultCSRF(t *testing.T) {
-	fb := &fakeBackend{status: sampleStatus()}
+	fb := &pageBackend{status: sampleStatus()}
 	h := PageHandler(fb, PageOptions{Logger: quiet})
 	body := get(t, h).Body.String()
 	const marker = `name="csrf_token" value="`

@@ -121,7 +121,10 @@ func (s *Server) routes() {
 	if pageRoutes != nil {
 		page := http.NewServeMux()
 		pageRoutes(s, page)
-		m.Handle("/", s.authed(page))
+		// Only the page's paths: any other path stays with this mux (404,
+		// or 405 for an API path asked with the wrong method).
+		m.Handle("GET /{$}", s.authed(page))
+		m.Handle("/ui/", s.authed(page))
 	}
 }
 
