@@ -170,8 +170,8 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 	// the engine, until the same signal stops both.
 	delivered := make(chan error, 1)
 	go func() { delivered <- env.outbox.Deliver(ctx, env.delivery) }()
-	sctx, stopServing := context.WithCancel(ctx)
-	served := opsd.serve(sctx, e, env.outbox)
+	httpCtx, stopServing := context.WithCancel(ctx)
+	served := opsd.serve(httpCtx, e, env.outbox)
 	runErr := e.Run(ctx)
 	stopServing()
 	if serr := <-served; serr != nil {
