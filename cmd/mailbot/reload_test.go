@@ -67,7 +67,7 @@ func newNotifySocket(t *testing.T) *notifySocket {
 	return &notifySocket{t: t, path: path, conn: conn}
 }
 
-func (n *notifySocket) next(logs *syncBuffer) string {
+func (n *notifySocket) next(logs interface{ String() string }) string {
 	n.t.Helper()
 	buf := make([]byte, 4096)
 	for {
@@ -134,8 +134,16 @@ end)`)
 	cmd := exec.CommandContext(ctx, mailbotBin, "run", "-c", "mailbot.yaml")
 	cmd.Dir = dir
 	cmd.Env = cleanEnv(append(relayEnv, "NOTIFY_SOCKET="+sock.path, "WATCHDOG_USEC=100000")...)
-	var logs syncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	// The log goes to a file, not a pipe: the daemon's write has landed
+	// before the notification it sends next, so the order of the two can
+	// be asserted (a pipe's copier goroutine may lag behind).
+	logs := &fileLog{path: filepath.Join(t.TempDir(), "mailbot.log")}
+	lf, err := os.Create(logs.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +179,7 @@ end)`)
 		}
 	}
 
-	if got := sock.next(&logs); got != "READY=1" {
+	if got := sock.next(logs); got != "READY=1" {
 		t.Fatalf("first notification %q, want READY=1", got)
 	}
 	if !strings.Contains(logs.String(), "engine started") {
@@ -187,10 +195,10 @@ end)`)
 	<-inData
 	reloadConfig(t, dir, b, "debug", "")
 	hup()
-	if got := sock.next(&logs); !regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*$`).MatchString(got) {
+	if got := sock.next(logs); !regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*$`).MatchString(got) {
 		t.Fatalf("notification %q, want RELOADING=1 with MONOTONIC_USEC", got)
 	}
-	if got := sock.next(&logs); got != "READY=1" {
+	if got := sock.next(logs); got != "READY=1" {
 		t.Fatalf("notification %q after reload, want READY=1", got)
 	}
 	at := waitLog("config reloaded", 0)
@@ -221,8 +229,8 @@ end)`)
 	writeFile(t, bad, broken)
 	mark := len(logs.String())
 	hup()
-	sock.next(&logs) // RELOADING=1
-	if got := sock.next(&logs); got != "READY=1" {
+	sock.next(logs) // RELOADING=1
+	if got := sock.next(logs); got != "READY=1" {
 		t.Fatalf("notification %q after a refused reload, want READY=1", got)
 	}
 	waitLog("config reload refused", mark)
@@ -240,7 +248,7 @@ end)`)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if got := sock.next(&logs); got != "STOPPING=1" {
+	if got := sock.next(logs); got != "STOPPING=1" {
 		t.Errorf("notification %q on SIGTERM, want STOPPING=1", got)
 	}
 	if err := cmd.Wait(); err != nil {
@@ -294,4 +302,12 @@ func TestConfigChangesAndRestartOnlyKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fileLog reads a subprocess's log file.
+type fileLog struct{ path string }
+
+func (f *fileLog) String() string {
+	b, _ := os.ReadFile(f.path)
+	return string(b)
 }
