@@ -83,6 +83,7 @@ func (l *ScriptLock) Release() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
+	unlockFlock(l.f)
 	err := l.f.Close()
 	l.f = nil
 	return err

@@ -85,7 +85,8 @@ func (l *StateLock) Release() error {
 	// Clear the PID first so nobody reads a stale one; the file stays, as
 	// removing it would race with the next daemon opening it.
 	_ = l.f.Truncate(0)
-	err := l.f.Close() // closing drops the flock
+	unlockFlock(l.f)
+	err := l.f.Close()
 	l.f = nil
 	if err != nil {
 		return fmt.Errorf("engine: release %s: %w", l.path, err)

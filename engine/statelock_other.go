@@ -15,3 +15,6 @@ func tryFlock(*os.File) error { return nil }
 
 // waitFlock does nothing where flock(2) is missing.
 func waitFlock(*os.File) error { return nil }
+
+// unlockFlock does nothing where flock(2) is missing.
+func unlockFlock(*os.File) {}

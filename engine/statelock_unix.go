@@ -35,3 +35,15 @@ func waitFlock(f *os.File) error {
 		return err
 	}
 }
+
+// unlockFlock drops f's flock(2) lock. Closing f alone is not enough while
+// a child process forked by this one (an exec in progress) still holds a
+// copy of the descriptor: the lock belongs to the open file, which the
+// copy keeps alive until the child's exec closes it.
+func unlockFlock(f *os.File) {
+	for {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); !errors.Is(err, syscall.EINTR) {
+			return
+		}
+	}
+}

@@ -230,6 +230,20 @@ func (m *Main) configPath(flagValue, def string) string {
 	return def
 }
 
+// flagsAndConfig parses the flags of a subcommand that takes no
+// arguments, then loads the config named by *cfgFlag (or $MAILBOT_CONFIG,
+// or mailbot.yaml). ok is false when the command must exit with status.
+func (m *Main) flagsAndConfig(fs *flag.FlagSet, args []string, cfgFlag *string) (cfg *Config, status int, ok bool) {
+	pos, status, ok := m.parseInterspersed(fs, args)
+	if !ok {
+		return nil, status, false
+	}
+	if len(pos) > 0 {
+		return nil, m.usageError(fs, "unexpected argument %q", pos[0]), false
+	}
+	return m.loadConfig(m.configPath(*cfgFlag, "mailbot.yaml"))
+}
+
 // loadConfig loads the config and prints its problems; status is exitConfig
 // when it is unusable.
 func (m *Main) loadConfig(path string) (*Config, int, bool) {

@@ -60,14 +60,7 @@ func (m *Main) cmdRun(ctx context.Context, args []string) int {
 	var dry dryRunFlag
 	fs.Var(&dry, "dry-run", "capture messages into a folder instead of sending them")
 	args = splitDryRunArg(args, func(string) bool { return true })
-	pos, status, ok := m.parseInterspersed(fs, args)
-	if !ok {
-		return status
-	}
-	if len(pos) > 0 {
-		return m.usageError(fs, "unexpected argument %q", pos[0])
-	}
-	cfg, status, ok := m.loadConfig(m.configPath(*cfgFlag, "mailbot.yaml"))
+	cfg, status, ok := m.flagsAndConfig(fs, args, cfgFlag)
 	if !ok {
 		return status
 	}

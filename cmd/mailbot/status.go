@@ -53,14 +53,7 @@ func (m *Main) cmdStatus(ctx context.Context, args []string) int {
 	fs := m.newFlagSet("status", "[-c mailbot.yaml] [--json]", statusDesc)
 	cfgFlag := fs.String("c", "", "config file (default $"+envConfig+", else mailbot.yaml)")
 	asJSON := fs.Bool("json", false, "print JSON instead of tables")
-	pos, status, ok := m.parseInterspersed(fs, args)
-	if !ok {
-		return status
-	}
-	if len(pos) > 0 {
-		return m.usageError(fs, "unexpected argument %q", pos[0])
-	}
-	cfg, status, ok := m.loadConfig(m.configPath(*cfgFlag, "mailbot.yaml"))
+	cfg, status, ok := m.flagsAndConfig(fs, args, cfgFlag)
 	if !ok {
 		return status
 	}
