@@ -157,7 +157,14 @@ func TestOperationsEndpoint(t *testing.T) {
 	waitUntil(t, "one delivery and one dead letter", &logs, func() bool {
 		_, body := c.do("GET", "/api/status", "", "", true)
 		st = statusReport{}
-		return json.Unmarshal([]byte(body), &st.Status) == nil && len(st.Recent) == 1 && len(st.Dead) == 1
+		if json.Unmarshal([]byte(body), &st.Status) != nil || len(st.Recent) != 1 || len(st.Dead) != 1 {
+			return false
+		}
+		// The delivery counters are updated just after the spool records
+		// the outcome: wait for them too.
+		_, m := c.do("GET", "/metrics", "", "", true)
+		return strings.Contains(m, `mailbot_outbox_deliveries_total{account="relay",result="permanent"} 1`) &&
+			strings.Contains(m, `mailbot_outbox_deliveries_total{account="relay",result="sent"} 1`)
 	})
 	if !st.Ready || len(st.Scripts) != 1 || len(st.Scripts[0].Hash) != 64 || len(st.Triggers) != 2 || st.Triggers[0].NextRun == nil {
 		t.Errorf("status = %+v", st.Status)
