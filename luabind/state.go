@@ -165,7 +165,7 @@ const registryKey = "mailbot.luabind.options"
 
 // NewState returns a fully loaded Lua state: the standard library subset
 // chosen by opts.Sandbox, require() confined to opts.ScriptsDir, and the
-// toolbox modules (json, csv, template, log, fs, time, env) plus
+// toolbox modules (json, csv, template, log, fs, time, env, chart, xlsx) plus
 // opts.Modules preloaded for require().
 //
 // The caller owns the state: start each run with StartRun(ctx, L) so that
@@ -199,6 +199,8 @@ func NewState(opts Options) *lua.LState {
 	L.PreloadModule("fs", openFS(&o))
 	L.PreloadModule("time", openTime(&o))
 	L.PreloadModule("env", openEnv(&o))
+	L.PreloadModule("chart", openChart(&o))
+	L.PreloadModule("xlsx", openXLSX(&o))
 
 	// mailbot modules: smtp, mail
 	L.PreloadModule("smtp", NewSMTPModule(o.SMTP))
