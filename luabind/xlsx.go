@@ -23,15 +23,14 @@ const (
 // xlsxMediaType is the content type of the bytes book:bytes() returns.
 const xlsxMediaType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-// Costs of a workbook in Go memory, measured with excelize: a cell held in
-// the worksheet model takes about 240 bytes besides its text, and writing
-// the file takes about 200 more per cell while it runs. Neither is a Lua
-// value, so the memory watchdog cannot see them; the module counts them
-// against the state's memory limit itself.
-const (
-	xlsxCellCost  = 256
-	xlsxWriteCost = 200
-)
+// xlsxCellCost is what a cell costs in Go memory, measured with excelize: a
+// cell held in the worksheet model takes about 240 bytes besides its text,
+// and writing the file takes about 200 more per cell while it runs.
+// Neither is a Lua value, so the memory watchdog cannot see them; the
+// module counts them against the state's memory limit itself, in full when
+// the cell is appended, so that the error comes at the row that makes the
+// report too big rather than at book:bytes().
+const xlsxCellCost = 256 + 200
 
 // Column widths fitted to content, in characters.
 const (
@@ -54,17 +53,11 @@ type xlsxModule struct {
 // fn, when the count would exceed the memory limit. The count is kept
 // unchanged in that case, so a script that catches the error can go on.
 func (x *xlsxModule) charge(L *lua.LState, fn string, n int64) {
-	x.check(L, fn, n)
-	x.used += n
-}
-
-// check raises the memory error charge would, without counting n: for
-// memory needed only during the call.
-func (x *xlsxModule) check(L *lua.LState, fn string, n int64) {
 	if ctx := L.Context(); !sameContext(ctx, x.run) {
 		x.run, x.used = ctx, 0
 	}
 	refuse(L, memoryLimit(x.o), fn, float64(x.used)+float64(n))
+	x.used += n
 }
 
 // sameContext reports whether a and b are the same context. Contexts are
@@ -86,7 +79,6 @@ type xlsxBook struct {
 	sheets []*xlsxSheet
 	byName map[string]*xlsxSheet // lower-cased: Excel's sheet names ignore case
 	header int                   // style ID of header cells; 0 until first used
-	cells  int64                 // cells written, for the cost of writing
 }
 
 // xlsxSheet is one worksheet of a book.
@@ -131,7 +123,7 @@ func xlsxRegisterTypes(L *lua.LState, x *xlsxModule) {
 	bmt := L.NewTypeMetatable(xlsxBookTypeName)
 	L.SetField(bmt, "__index", L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"sheet": func(L *lua.LState) int { return xlsxBookSheet(L, x) },
-		"bytes": func(L *lua.LState) int { return xlsxBookBytes(L, x) },
+		"bytes": xlsxBookBytes,
 	}))
 	L.SetField(bmt, "__tostring", L.NewFunction(func(L *lua.LState) int {
 		b := xlsxCheckBook(L, 1)
@@ -303,7 +295,6 @@ func xlsxSheetAppend(L *lua.LState, x *xlsxModule, header bool) int {
 		if err != nil {
 			L.RaiseError("%s: sheet %q row %d column %d: %v", fn, s.name, r, i+1, err)
 		}
-		b.cells++
 		s.fit(i, c, header)
 	}
 	if header && len(cells) > 0 {
@@ -468,12 +459,9 @@ func xlsxSheetWidth(L *lua.LState) int {
 
 // xlsxBookBytes: book:bytes() -> the .xlsx file as a string. The book
 // stays usable: append more and call bytes() again.
-func xlsxBookBytes(L *lua.LState, x *xlsxModule) int {
+func xlsxBookBytes(L *lua.LState) int {
 	b := xlsxCheckBook(L, 1)
-	checkRun(L)
-	// Writing takes memory per cell until it is done; the result is a Lua
-	// string, which the watchdog sees from then on.
-	x.check(L, "xlsx book:bytes", b.cells*xlsxWriteCost)
+	checkRun(L) // writing is not interrupted midway: start only in a live run
 	for _, s := range b.sheets {
 		if err := s.finish(); err != nil {
 			L.RaiseError("xlsx book:bytes: sheet %q: %v", s.name, err)
