@@ -188,6 +188,18 @@ func (s Spec) Check() error {
 	return nil
 }
 
+// nonNegative reports whether no value of s is below zero.
+func (s Spec) nonNegative() bool {
+	for _, sr := range s.Series {
+		for _, v := range sr.Values {
+			if v < 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Size returns the chart's width and height in pixels, defaults applied.
 func (s Spec) Size() (width, height int) {
 	width, height = s.Width, s.Height
@@ -264,6 +276,12 @@ func Render(ctx context.Context, s Spec) ([]byte, error) {
 		opt.Legend = legend
 		opt.CategoryAxis.Labels = s.X
 		opt.ValueAxis = []charts.ValueAxisOption{{Title: s.YLabel}}
+		if s.nonNegative() {
+			// A bar's length is its value: start the axis at zero, which the
+			// library's automatic range does not always do ({1, 2} would
+			// start at 1 and draw the first bar empty).
+			opt.ValueAxis[0].Min = charts.Ptr(0.0)
+		}
 		if s.Stacked {
 			opt.StackSeries = charts.Ptr(true)
 		}

@@ -46,8 +46,22 @@ var goldenSpecs = []struct {
 		}}},
 	{"bar_unnamed", chart.Spec{Kind: chart.Bar, X: []string{"a", "b"}, Width: 300, Height: 200,
 		Series: []chart.Series{{Values: []float64{-2, 5}}}}},
+	{"bar_from_zero", chart.Spec{Kind: chart.Bar, X: []string{"mx1", "mx2"}, Width: 300, Height: 200,
+		Series: []chart.Series{{Name: "sent", Values: []float64{1, 2}}}}},
 	{"pie", chart.Spec{Kind: chart.Pie, Title: "Share by client", X: []string{"api", "web", "cli"},
 		Series: []chart.Series{{Name: "share", Values: []float64{50, 30, 20}}}}},
+}
+
+// goldenSpec returns the golden spec called name.
+func goldenSpec(t *testing.T, name string) chart.Spec {
+	t.Helper()
+	for _, g := range goldenSpecs {
+		if g.name == name {
+			return g.spec
+		}
+	}
+	t.Fatalf("no golden spec %q", name)
+	return chart.Spec{}
 }
 
 func TestRenderGolden(t *testing.T) {
@@ -183,7 +197,7 @@ func TestRenderSizes(t *testing.T) {
 }
 
 func TestRenderSVG(t *testing.T) {
-	spec := goldenSpecs[3].spec
+	spec := goldenSpec(t, "pie")
 	spec.Format = chart.SVG
 	out, err := chart.Render(context.Background(), spec)
 	if err != nil {

@@ -227,7 +227,7 @@ func TestDocsCoverEveryFunction(t *testing.T) {
 	defer L.Close()
 
 	var want []string
-	for _, mod := range []string{"json", "csv", "template", "log", "fs", "time", "env", "smtp", "mail"} {
+	for _, mod := range []string{"json", "csv", "template", "log", "fs", "time", "env", "smtp", "mail", "chart", "xlsx"} {
 		if err := L.DoString(`MOD = require("` + mod + `")`); err != nil {
 			t.Fatal(err)
 		}
@@ -248,6 +248,13 @@ func TestDocsCoverEveryFunction(t *testing.T) {
 		t.Fatal("the smtp client metatable has no method table")
 	}
 	methods.ForEach(func(k, _ lua.LValue) { want = append(want, "c:"+k.String()+"(") })
+	for prefix, typ := range map[string]string{"book:": xlsxBookTypeName, "sheet:": xlsxSheetTypeName} {
+		methods, ok := L.GetField(L.GetTypeMetatable(typ), "__index").(*lua.LTable)
+		if !ok {
+			t.Fatalf("the %s metatable has no method table", typ)
+		}
+		methods.ForEach(func(k, _ lua.LValue) { want = append(want, prefix+k.String()+"(") })
+	}
 	// The message methods live behind an __index function; list them here
 	// and check that each one exists.
 	for _, m := range []string{"as_string", "set_header", "add_header", "header", "attach", "recipients", "envelope_from"} {
