@@ -258,3 +258,33 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderConcurrent: scripts run in parallel, each drawing its own
+// charts; the library's shared fonts and themes must cope (run with -race).
+func TestRenderConcurrent(t *testing.T) {
+	want := make([][]byte, len(goldenSpecs))
+	for i, g := range goldenSpecs {
+		out, err := chart.Render(context.Background(), g.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = out
+	}
+	errs := make(chan error, 4*len(goldenSpecs))
+	for range 4 {
+		for i, g := range goldenSpecs {
+			go func() {
+				out, err := chart.Render(context.Background(), g.spec)
+				if err == nil && !bytes.Equal(out, want[i]) {
+					err = errors.New(g.name + ": a concurrent rendering differs")
+				}
+				errs <- err
+			}()
+		}
+	}
+	for range 4 * len(goldenSpecs) {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
