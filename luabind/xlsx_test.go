@@ -35,7 +35,7 @@ func TestXLSXLua(t *testing.T) {
 		h:append{ "only", 1 }
 		h:width("B", 30)
 		book:sheet("REPORT"):append{ "total", 120.25 }  -- sheet names ignore case
-		s:append({ "footer" }, { style = "header" })
+		s:append({ "footer", "=1+1" }, { style = "header" })
 		assert(tostring(book) == 'xlsx.book("Report", "Hosts")', tostring(book))
 		assert(tostring(s) == 'xlsx.sheet("Report", rows=6)', tostring(s))
 		assert(xlsx.content_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
@@ -55,7 +55,7 @@ func TestXLSXLua(t *testing.T) {
 		{"mx2", "0.25", "FALSE"},
 		{"mx3", "", "", "a much longer note than any other cell of this column, so long that it is capped"},
 		{"total", "120.25"},
-		{"footer"},
+		{"footer", "=1+1"},
 	}
 	if !reflect.DeepEqual(rows, want) {
 		t.Errorf("rows = %q\nwant   %q", rows, want)
@@ -80,6 +80,12 @@ func TestXLSXLua(t *testing.T) {
 		if v, _ := f.GetCellValue("Report", tc.cell, excelize.Options{RawCellValue: true}); v != tc.value {
 			t.Errorf("value of %s = %q, want %q", tc.cell, v, tc.value)
 		}
+	}
+
+	// Text that looks like a formula stays text: a report never runs
+	// what its data says.
+	if formula, err := f.GetCellFormula("Report", "B6"); err != nil || formula != "" {
+		t.Errorf("B6 formula = %q, %v; want plain text", formula, err)
 	}
 
 	bold := func(cell string) bool {
