@@ -182,6 +182,7 @@ func xlsxBookSheet(L *lua.LState, x *xlsxModule) int {
 		if msg := xlsxSheetNameError(name); msg != "" {
 			raiseKind(L, kindInvalid, "xlsx book:sheet: sheet name %q: %s", name, msg)
 		}
+		x.charge(L, "xlsx book:sheet", 4096) // an empty worksheet model
 		var err error
 		if len(b.sheets) == 0 {
 			err = b.f.SetSheetName("Sheet1", name)
@@ -191,7 +192,6 @@ func xlsxBookSheet(L *lua.LState, x *xlsxModule) int {
 		if err != nil {
 			raiseKind(L, kindInvalid, "xlsx book:sheet: sheet name %q: %v", name, err)
 		}
-		x.charge(L, "xlsx book:sheet", 4096) // an empty worksheet model
 		s = &xlsxSheet{book: b, name: name}
 		b.sheets = append(b.sheets, s)
 		b.byName[strings.ToLower(name)] = s

@@ -34,15 +34,16 @@ func TestXLSXLua(t *testing.T) {
 		local h = book:sheet("Hosts")
 		h:append{ "only", 1 }
 		h:width("B", 30)
+		book:sheet("Styled"):append({ "k", "v" }, { style = "header" })
 		book:sheet("REPORT"):append{ "total", 120.25 }  -- sheet names ignore case
 		s:append({ "footer", "=1+1" }, { style = "header" })
-		assert(tostring(book) == 'xlsx.book("Report", "Hosts")', tostring(book))
+		assert(tostring(book) == 'xlsx.book("Report", "Hosts", "Styled")', tostring(book))
 		assert(tostring(s) == 'xlsx.sheet("Report", rows=6)', tostring(s))
 		assert(xlsx.content_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 		return book:bytes()`)
 	f := openXLSXBytes(t, out)
 
-	if got, want := f.GetSheetList(), []string{"Report", "Hosts"}; !reflect.DeepEqual(got, want) {
+	if got, want := f.GetSheetList(), []string{"Report", "Hosts", "Styled"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("sheets = %q, want %q", got, want)
 	}
 	rows, err := f.GetRows("Report")
@@ -107,6 +108,10 @@ func TestXLSXLua(t *testing.T) {
 	panes, err := f.GetPanes("Report")
 	if err != nil || !panes.Freeze || panes.YSplit != 1 || panes.TopLeftCell != "A2" {
 		t.Errorf("panes = %+v, %v; want frozen below row 1", panes, err)
+	}
+	// append with style = "header" is header: frozen too.
+	if panes, err := f.GetPanes("Styled"); err != nil || !panes.Freeze || panes.YSplit != 1 {
+		t.Errorf("Styled panes = %+v, %v; want frozen below row 1", panes, err)
 	}
 	names := f.GetDefinedName()
 	var filter string
