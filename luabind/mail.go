@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"mime"
+	"net/http"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -147,6 +149,7 @@ func mailRegisterType(L *lua.LState, opts *MailOptions) {
 		"add_header":    mailMessageAddHeader,
 		"header":        mailMessageHeader,
 		"attach":        func(L *lua.LState) int { return mailMessageAttach(L, opts) },
+		"attach_inline": func(L *lua.LState) int { return mailMessageAttachInline(L, opts) },
 		"recipients":    mailMessageRecipients,
 		"envelope_from": mailMessageEnvelopeFrom,
 	})
@@ -443,6 +446,9 @@ func mailAttachment(v lua.LValue, opts *MailOptions, inline bool) (message.Attac
 	} else {
 		a.Content = []byte(content)
 	}
+	if ctype == "" {
+		ctype = sniffType(filename, a.Content)
+	}
 	a.Filename, a.ContentType, a.ContentID = filename, ctype, cid
 	return a, hasCID, ""
 }
@@ -544,10 +550,80 @@ func mailMessageHeader(L *lua.LState) int {
 // A cid makes the part inline.
 func mailMessageAttach(L *lua.LState, opts *MailOptions) int {
 	m := checkMessage(L, 1)
-	a, inline, msg := mailAttachment(L.CheckTable(2), opts, false)
+	a, inline, msg := mailAttachment(attachSpec(L, "attach"), opts, false)
 	if msg != "" {
 		L.RaiseError("mail.message:attach: %s", msg)
 	}
+	addAttachment(L, m, a, inline, "attach")
+	return 0
+}
+
+// mailMessageAttachInline: m:attach_inline(content [, opts]) -> cid. The
+// bytes (a chart's PNG, say) become an inline part for <img src="cid:...">;
+// opts.cid names it (default: "part<N>" of the message's inline parts).
+func mailMessageAttachInline(L *lua.LState, opts *MailOptions) int {
+	m := checkMessage(L, 1)
+	spec := attachSpec(L, "attach_inline")
+	if spec.RawGetString("cid") == lua.LNil {
+		spec.RawSetString("cid", lua.LString(freeCID(m)))
+	}
+	a, _, msg := mailAttachment(spec, opts, true)
+	if msg != "" {
+		L.RaiseError("mail.message:attach_inline: %s", msg)
+	}
+	addAttachment(L, m, a, true, "attach_inline")
+	L.Push(lua.LString(a.ContentID))
+	return 1
+}
+
+// freeCID returns the first "part<N>" that no inline part of m uses.
+func freeCID(m *message.Message) string {
+	for n := len(m.Inline) + 1; ; n++ {
+		cid := fmt.Sprintf("part%d", n)
+		used := false
+		for _, a := range m.Inline {
+			used = used || a.ContentID == cid
+		}
+		if !used {
+			return cid
+		}
+	}
+}
+
+// attachSpec reads the arguments of m:attach and m:attach_inline: either
+// one table {path= | content=, ...}, or the content as a string followed
+// by an optional table of the other fields. It returns a fresh table the
+// caller may change.
+func attachSpec(L *lua.LState, method string) *lua.LTable {
+	spec := L.NewTable()
+	var rest *lua.LTable
+	switch v := L.Get(2).(type) {
+	case *lua.LTable:
+		rest = v
+	case lua.LString:
+		spec.RawSetString("content", v)
+		switch o := L.Get(3).(type) {
+		case *lua.LNilType:
+		case *lua.LTable:
+			if o.RawGetString("content") != lua.LNil || o.RawGetString("path") != lua.LNil {
+				L.RaiseError("mail.message:%s: give the content once: as the first argument or as content/path, not both", method)
+			}
+			rest = o
+		default:
+			L.RaiseError("mail.message:%s: bad argument #2: table of options expected, got %s", method, o.Type())
+		}
+	default:
+		L.RaiseError("mail.message:%s: bad argument #1: content (string) or table expected, got %s", method, v.Type())
+	}
+	if rest != nil {
+		rest.ForEach(func(k, v lua.LValue) { spec.RawSet(k, v) })
+	}
+	return spec
+}
+
+// addAttachment appends a to m's attachments or inline parts, keeping m
+// unchanged when the message no longer validates.
+func addAttachment(L *lua.LState, m *message.Message, a message.Attachment, inline bool, method string) {
 	list := &m.Attachments
 	if inline {
 		list = &m.Inline
@@ -557,9 +633,8 @@ func mailMessageAttach(L *lua.LState, opts *MailOptions) int {
 		// Keep the message as it was: the script may catch the error and
 		// send the message anyway.
 		*list = (*list)[:len(*list)-1]
-		L.RaiseError("mail.message:attach: %s", mailErrorText(err, nil))
+		L.RaiseError("mail.message:%s: %s", method, mailErrorText(err, nil))
 	}
-	return 0
 }
 
 // mailMessageRecipients: m:recipients() -> {addresses...}
@@ -712,4 +787,20 @@ func mailSend(L *lua.LState, opts *MailOptions) int {
 	L.Push(lua.LString(id))
 	L.Push(lua.LBool(dup))
 	return 2
+}
+
+// sniffType returns the media type of an attachment given without
+// content_type whose file name says nothing (no name, or an extension
+// without a registered type), when its bytes show an image or a PDF: a
+// chart's PNG then arrives as image/png, which mail readers show inline.
+// Otherwise it returns "" and the message package guesses from the name.
+func sniffType(filename string, content []byte) string {
+	if filename != "" && mime.TypeByExtension(filepath.Ext(filename)) != "" {
+		return ""
+	}
+	t := http.DetectContentType(content)
+	if strings.HasPrefix(t, "image/") || t == "application/pdf" {
+		return t
+	}
+	return ""
 }
