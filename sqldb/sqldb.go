@@ -282,21 +282,25 @@ func (d *DB) Query(ctx context.Context, query string, args ...any) (*Rows, error
 	if d.cfg.ReadOnly && d.cfg.Driver != SQLite {
 		tx, err := d.db.BeginTx(qctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
+			err = d.wrap(ctx, qctx, "connect", err)
 			cancel()
-			return nil, d.wrap(ctx, qctx, "connect", err)
+			return nil, err
 		}
 		r.tx, q = tx, tx
 	}
+	fail := func(err error) (*Rows, error) {
+		err = d.wrap(ctx, qctx, "query", err) // before Close ends qctx
+		r.Close()
+		return nil, err
+	}
 	rows, err := q.QueryContext(qctx, query, args...)
 	if err != nil {
-		r.Close()
-		return nil, d.wrap(ctx, qctx, "query", err)
+		return fail(err)
 	}
 	r.rows = rows
 	types, err := rows.ColumnTypes()
 	if err != nil {
-		r.Close()
-		return nil, d.wrap(ctx, qctx, "query", err)
+		return fail(err)
 	}
 	r.cols = make([]string, len(types))
 	r.types = make([]string, len(types))
