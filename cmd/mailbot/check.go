@@ -76,6 +76,13 @@ func (m *Main) cmdCheck(_ context.Context, args []string) int {
 	for _, p := range probs {
 		fmt.Fprintln(m.Stdout, p.String())
 	}
+	if cfg != nil && len(cfg.Databases) > 0 && len(probs) == 0 {
+		// Warnings, not problems: a server down now is no mistake in
+		// the file, and run starts without connecting.
+		for _, p := range cfg.pingDatabases(m.lookupEnv) {
+			fmt.Fprintln(m.Stdout, p.String())
+		}
+	}
 	if notChecked != "" {
 		fmt.Fprintf(m.Stderr, "mailbot check: scripts not checked: %s\n", notChecked)
 	}
@@ -204,6 +211,8 @@ func (m *Main) checkRegistrations(cfg *Config, base string, compiled []string) [
 	dir := cfg.Resolve(cfg.ScriptsDir)
 	lopts := luabind.Options{Getenv: m.lookupEnv, Logger: slog.New(slog.DiscardHandler), MemoryLimit: cfg.memoryLimit()}
 	cfg.applySandbox(&lopts)
+	lopts.SQL = cfg.sqlSet(m.lookupEnv)
+	defer lopts.SQL.Close()
 	ecfg := engine.Config{ScriptsDir: dir, RunTimeout: cfg.RunTimeout, Lua: lopts}
 	if ecfg.RunTimeout <= 0 { // reported with the config; check the scripts anyway
 		ecfg.RunTimeout = DefaultConfig().RunTimeout
