@@ -26,7 +26,9 @@ compiles every *.lua script under scripts_dir. Then it loads each script the way
 "mailbot run" would, without starting anything, so that its trigger
 registrations are checked too (cron specs, durations, time zones, options);
 top-level code that connects with smtp is reported, since it would send mail
-at every reload. Every problem is reported, not only the first: all of the
+at every reload. When the config is fine, each database under databases is
+connected to, and one that does not answer is printed as a warning (it does
+not change the exit status). Every problem is reported, not only the first: all of the
 config's, then each script's (every failed registration; an error elsewhere
 in the top-level code ends that script's check). Each problem is printed as
 "file:line: message", config first, then scripts by path, followed by
