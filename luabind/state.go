@@ -171,7 +171,7 @@ const registryKey = "mailbot.luabind.options"
 
 // NewState returns a fully loaded Lua state: the standard library subset
 // chosen by opts.Sandbox, require() confined to opts.ScriptsDir, and the
-// toolbox modules (json, csv, template, log, fs, time, env) plus
+// toolbox modules (json, csv, template, log, fs, time, env, sql) plus
 // opts.Modules preloaded for require().
 //
 // The caller owns the state: start each run with StartRun(ctx, L) so that

@@ -185,3 +185,21 @@ func TestServersFromFields(t *testing.T) {
 		})
 	}
 }
+
+// A DSN the driver cannot parse is a connect error that does not quote it.
+func TestBadDSNScrubbed(t *testing.T) {
+	for _, tc := range []struct{ driver, dsn string }{
+		{Postgres, "postgres://u:hunter2@db:notaport/x"},
+		{Postgres, "host=db password=hunter2 port=notaport"},
+		{MySQL, "u:hunter2@tcp(db:3306)"},
+		{MySQL, "u:hunter2@tcp(db:3306)/x?parseTime=maybe"},
+	} {
+		set := NewSet(Config{Name: "x", Driver: tc.driver, DSN: func() (string, error) { return tc.dsn, nil }})
+		_, err := set.Open("x")
+		var se *Error
+		if !errors.As(err, &se) || se.Kind != KindConnect || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s %s: %v", tc.driver, tc.dsn, err)
+		}
+		set.Close()
+	}
+}
