@@ -169,6 +169,11 @@ func dbQuery(L *lua.LState, o *Options, one bool) int {
 	args, opts := sqlArgs(L)
 	maxRows := d.MaxRows()
 	if opts != nil {
+		opts.ForEach(func(k, _ lua.LValue) {
+			if k != lua.LString("max_rows") {
+				L.ArgError(L.GetTop(), fmt.Sprintf("unknown option %s (the options table takes max_rows; parameters are not tables)", k.String()))
+			}
+		})
 		switch v := opts.RawGetString("max_rows").(type) {
 		case *lua.LNilType:
 		case lua.LNumber:

@@ -144,10 +144,17 @@ func TestSQLiteParams(t *testing.T) {
 			}
 		})
 	}
-	L := sqlState(t, set, nil)
-	err := runSQL(t, L, context.Background(), `require("sql").open("sales"):query("SELECT ?", {1}, {})`)
-	if err == nil || !strings.Contains(err.Error(), "parameters are numbers") {
-		t.Fatalf("a table parameter: got %v", err)
+	for _, tc := range []struct{ src, want string }{
+		{`require("sql").open("sales"):query("SELECT ?", {1}, {})`, "parameters are numbers"},
+		{`require("sql").open("sales"):query("SELECT ?", {1})`, "unknown option 1"},
+		{`require("sql").open("sales"):query("SELECT 1", {max_row = 1})`, "unknown option max_row"},
+		{`require("sql").open("sales"):query("SELECT 1", {max_rows = 0})`, "max_rows must be at least 1"},
+	} {
+		L := sqlState(t, set, nil)
+		err := runSQL(t, L, context.Background(), tc.src)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.src, err, tc.want)
+		}
 	}
 }
 
