@@ -70,7 +70,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-if [ -z "$pgbin" ] || ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+have_mariadb() { command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; }
+if [ -z "$pgbin" ] || ! have_mariadb; then
   log "installing postgresql, mariadb-server"
   export DEBIAN_FRONTEND=noninteractive
   # The packages' own scripts would start system-wide servers: we start
