@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/go-analyze/charts"
@@ -265,6 +266,7 @@ func Render(ctx context.Context, s Spec) ([]byte, error) {
 		opt.Legend = legend
 		opt.XAxis.Labels = s.X
 		opt.YAxis = []charts.YAxisOption{{Title: s.YLabel}}
+		opt.ValueFormatter = formatValue
 		if s.Stacked {
 			opt.StackSeries = charts.Ptr(true)
 		}
@@ -276,6 +278,7 @@ func Render(ctx context.Context, s Spec) ([]byte, error) {
 		opt.Legend = legend
 		opt.CategoryAxis.Labels = s.X
 		opt.ValueAxis = []charts.ValueAxisOption{{Title: s.YLabel}}
+		opt.ValueFormatter = formatValue
 		if s.nonNegative() {
 			// A bar's length is its value: start the axis at zero, which the
 			// library's automatic range does not always do ({1, 2} would
@@ -305,4 +308,32 @@ func Render(ctx context.Context, s Spec) ([]byte, error) {
 		return nil, fmt.Errorf("chart: render %s chart: %w", s.Kind, err)
 	}
 	return out, nil
+}
+
+// formatValue renders an axis value: at most two decimals, no trailing
+// zeros, thousands separated by commas (1,234.5). It is mailbot's own, not
+// the library's default, so that axis labels do not change with the
+// version of the number-formatting module the build happens to select.
+func formatValue(v float64) string {
+	s := strconv.FormatFloat(math.Round(v*100)/100, 'f', 2, 64)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	if s == "-0" {
+		s = "0"
+	}
+	sign := ""
+	if strings.HasPrefix(s, "-") {
+		sign, s = "-", s[1:]
+	}
+	intPart, frac, hasFrac := strings.Cut(s, ".")
+	var b strings.Builder
+	for i, c := range intPart {
+		if i > 0 && (len(intPart)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if hasFrac {
+		return sign + b.String() + "." + frac
+	}
+	return sign + b.String()
 }

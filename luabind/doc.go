@@ -12,6 +12,7 @@
 //	          strict only inside Options.FSRoots; never secret files
 //	time      time.now / format / parse / date / add / duration
 //	env       env.get / env.require
+//	sql       sql.open(name) of a database in Options.SQL; db:query / query_one / exec
 //
 // Scripts load them explicitly:
 //

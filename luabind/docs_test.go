@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mailbot/mailbot/devserver"
 	"github.com/mailbot/mailbot/devserver/devtest"
+	"github.com/mailbot/mailbot/sqldb"
 )
 
 // docsPath is the Lua API reference the tests below keep honest.
@@ -157,12 +159,31 @@ func docsState(t *testing.T, smtpOpts SMTPOptions) *lua.LState {
 		},
 		Location: time.UTC,
 		SMTP:     smtpOpts,
+		SQL:      docsDatabases(t, dir),
 	})
 	t.Cleanup(func() {
 		CloseResources(L)
 		L.Close()
 	})
 	return L
+}
+
+// docsDatabases returns the databases the sql examples use: "sales", a
+// read-only SQLite file with a small orders table, and "scratch", an empty
+// read-write one.
+func docsDatabases(t *testing.T, dir string) *sqldb.Set {
+	t.Helper()
+	sales := filepath.Join(dir, "sales.db")
+	seedSQLite(t, sales,
+		`CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, total REAL, day DATE, note TEXT)`,
+		`INSERT INTO orders VALUES (1, 'Ada', 12.5, '2026-03-01', NULL), (2, 'Bob', 7, '2026-03-02', 'late'),
+			(3, 'Cy', 3.25, '2026-03-02', '')`)
+	set := sqldb.NewSet(
+		sqldb.Config{Name: "sales", Driver: sqldb.SQLite, Path: sales, ReadOnly: true},
+		sqldb.Config{Name: "scratch", Driver: sqldb.SQLite, Path: filepath.Join(dir, "scratch.db")},
+	)
+	t.Cleanup(func() { set.Close() })
+	return set
 }
 
 // runDocBlock runs one block under a deadline, so that an example that
@@ -227,7 +248,7 @@ func TestDocsCoverEveryFunction(t *testing.T) {
 	defer L.Close()
 
 	var want []string
-	for _, mod := range []string{"json", "csv", "template", "log", "fs", "time", "env", "smtp", "mail", "chart", "xlsx"} {
+	for _, mod := range []string{"json", "csv", "template", "log", "fs", "time", "env", "smtp", "mail", "sql", "chart", "xlsx"} {
 		if err := L.DoString(`MOD = require("` + mod + `")`); err != nil {
 			t.Fatal(err)
 		}
@@ -255,6 +276,14 @@ func TestDocsCoverEveryFunction(t *testing.T) {
 		}
 		methods.ForEach(func(k, _ lua.LValue) { want = append(want, prefix+k.String()+"(") })
 	}
+	if err := L.DoString(`require("sql")`); err != nil {
+		t.Fatal(err)
+	}
+	dbMethods, ok := L.GetField(L.GetTypeMetatable(sqlDBTypeName), "__index").(*lua.LTable)
+	if !ok {
+		t.Fatal("the sql database metatable has no method table")
+	}
+	dbMethods.ForEach(func(k, _ lua.LValue) { want = append(want, "db:"+k.String()+"(") })
 	// The message methods live behind an __index function; list them here
 	// and check that each one exists.
 	for _, m := range []string{"as_string", "set_header", "add_header", "header", "attach", "recipients", "envelope_from"} {

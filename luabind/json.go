@@ -58,15 +58,7 @@ const (
 // written as UTF-8; invalid bytes become U+FFFD. Numbers decode to Lua
 // numbers (float64), so integers beyond 2^53 lose precision.
 func openJSON(L *lua.LState) int {
-	null := L.NewUserData()
-	null.Value = jsonNull
-	nullMT := L.NewTable()
-	nullMT.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LString("json.null"))
-		return 1
-	}))
-	nullMT.RawSetString("__metatable", lua.LString("json.null"))
-	L.SetMetatable(null, nullMT)
+	null := nullValue(L)
 
 	arrayMT := L.NewTable()
 	arrayMT.RawSetString(jsonTypeField, lua.LString(shapeArray))
@@ -83,6 +75,29 @@ func openJSON(L *lua.LState) int {
 	mod.RawSetString("null", null)
 	L.Push(mod)
 	return 1
+}
+
+// nullKey is where a state keeps its null sentinel, shared by json.null
+// and sql.null so that rows from a database encode their NULLs as JSON null.
+const nullKey = "mailbot.luabind.null"
+
+// nullValue returns the state's null sentinel, creating it on first use.
+func nullValue(L *lua.LState) *lua.LUserData {
+	reg := L.Get(lua.RegistryIndex).(*lua.LTable)
+	if ud, ok := reg.RawGetString(nullKey).(*lua.LUserData); ok {
+		return ud
+	}
+	null := L.NewUserData()
+	null.Value = jsonNull
+	nullMT := L.NewTable()
+	nullMT.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LString("json.null"))
+		return 1
+	}))
+	nullMT.RawSetString("__metatable", lua.LString("json.null"))
+	L.SetMetatable(null, nullMT)
+	reg.RawSetString(nullKey, null)
+	return null
 }
 
 // jsonMark: json.array(t) / json.object(t) -> t

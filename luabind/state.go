@@ -9,6 +9,8 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/mailbot/mailbot/sqldb"
 )
 
 // Sandbox selects how much of the Lua standard library a state gets.
@@ -119,6 +121,10 @@ type Options struct {
 	// Secrets are the variables and files scripts may not read, in either
 	// sandbox; nil: none.
 	Secrets *Secrets
+	// SQL is the configured databases the sql module opens by name,
+	// shared by every state of a configuration (one pool per database);
+	// nil: none.
+	SQL *sqldb.Set
 
 	// files is the gate every file access goes through; set by NewState.
 	files *fileAccess
@@ -165,7 +171,8 @@ const registryKey = "mailbot.luabind.options"
 
 // NewState returns a fully loaded Lua state: the standard library subset
 // chosen by opts.Sandbox, require() confined to opts.ScriptsDir, and the
-// toolbox modules (json, csv, template, log, fs, time, env, chart, xlsx) plus
+// toolbox modules (json, csv, template, log, fs, time, env, sql, chart,
+// xlsx) plus
 // opts.Modules preloaded for require().
 //
 // The caller owns the state: start each run with StartRun(ctx, L) so that
@@ -213,6 +220,7 @@ func NewState(opts Options) *lua.LState {
 		}
 	}
 	L.PreloadModule("mail", NewMailModule(mailOpts))
+	L.PreloadModule("sql", openSQL(&o))
 
 	names := make([]string, 0, len(o.Modules))
 	for name := range o.Modules {

@@ -26,7 +26,9 @@ compiles every *.lua script under scripts_dir. Then it loads each script the way
 "mailbot run" would, without starting anything, so that its trigger
 registrations are checked too (cron specs, durations, time zones, options);
 top-level code that connects with smtp is reported, since it would send mail
-at every reload. Every problem is reported, not only the first: all of the
+at every reload. When the config is fine, each database under databases is
+connected to, and one that does not answer is printed as a warning (it does
+not change the exit status). Every problem is reported, not only the first: all of the
 config's, then each script's (every failed registration; an error elsewhere
 in the top-level code ends that script's check). Each problem is printed as
 "file:line: message", config first, then scripts by path, followed by
@@ -75,6 +77,13 @@ func (m *Main) cmdCheck(_ context.Context, args []string) int {
 	}
 	for _, p := range probs {
 		fmt.Fprintln(m.Stdout, p.String())
+	}
+	if cfg != nil && len(cfg.Databases) > 0 && len(probs) == 0 {
+		// Warnings, not problems: a server down now is no mistake in
+		// the file, and run starts without connecting.
+		for _, p := range cfg.pingDatabases(m.lookupEnv) {
+			fmt.Fprintln(m.Stdout, p.String())
+		}
 	}
 	if notChecked != "" {
 		fmt.Fprintf(m.Stderr, "mailbot check: scripts not checked: %s\n", notChecked)
@@ -204,6 +213,8 @@ func (m *Main) checkRegistrations(cfg *Config, base string, compiled []string) [
 	dir := cfg.Resolve(cfg.ScriptsDir)
 	lopts := luabind.Options{Getenv: m.lookupEnv, Logger: slog.New(slog.DiscardHandler), MemoryLimit: cfg.memoryLimit()}
 	cfg.applySandbox(&lopts)
+	lopts.SQL = cfg.sqlSet(m.lookupEnv)
+	defer lopts.SQL.Close()
 	ecfg := engine.Config{ScriptsDir: dir, RunTimeout: cfg.RunTimeout, Lua: lopts}
 	if ecfg.RunTimeout <= 0 { // reported with the config; check the scripts anyway
 		ecfg.RunTimeout = DefaultConfig().RunTimeout

@@ -61,6 +61,9 @@ type Config struct {
 	DevServer *DevServerConfig `yaml:"dev_server"`
 	// HTTP, when present, serves the operations endpoint (config_http.go).
 	HTTP *HTTPConfig `yaml:"http"`
+	// Databases are the named databases scripts open with sql.open
+	// (config_databases.go).
+	Databases map[string]*DatabaseConfig `yaml:"databases"`
 
 	// path is the file the config was read from; dir its folder, against
 	// which relative paths resolve.
@@ -480,6 +483,7 @@ func (c *Config) Validate() []Problem {
 	}
 	probs = append(probs, c.validateLimits()...)
 	probs = append(probs, c.validateHTTP()...)
+	probs = append(probs, c.validateDatabases()...)
 	if c.Timezone != "" {
 		if _, err := time.LoadLocation(c.Timezone); err != nil {
 			add(fmt.Sprintf("unknown time zone %q", c.Timezone), "timezone")
@@ -607,6 +611,7 @@ func (c *Config) CheckSecrets(getenv func(string) (string, bool)) []Problem {
 		}
 	}
 	probs = append(probs, c.checkHTTPSecrets(getenv)...)
+	probs = append(probs, c.checkDatabaseSecrets(getenv)...)
 	return probs
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/mailbot/mailbot/engine"
 	"github.com/mailbot/mailbot/luabind"
 	"github.com/mailbot/mailbot/outbox"
+	"github.com/mailbot/mailbot/sqldb"
 )
 
 const execDesc = `Runs the top-level code of one Lua script once, for ad-hoc jobs and for
@@ -250,7 +251,10 @@ type scriptEnv struct {
 	// accounts it delivers through.
 	outbox   *outbox.Outbox
 	delivery map[string]outbox.Account
-	closed   bool
+	// sql is the databases' pools, shared by every run; a reload
+	// replaces it and closes the old one.
+	sql    *sqldb.Set
+	closed bool
 	// deadLetter, once set (by run only), is told of each new dead letter
 	// (outbox.Options.OnDeadLetter): the daemon's alert handlers.
 	deadLetter atomic.Pointer[func(outbox.Item)]
@@ -266,6 +270,7 @@ func (e *scriptEnv) Close() error {
 	if e.outbox != nil {
 		errs = append(errs, e.outbox.Close())
 	}
+	errs = append(errs, e.sql.Close())
 	if e.dry != nil {
 		errs = append(errs, e.dry.Close())
 	} else if e.capture != nil {
@@ -332,6 +337,8 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 			return fail(err)
 		}
 		opts.SMTP.Accounts, opts.SMTP.DefaultAccount = accounts, cfg.DefaultAccount
+		env.sql = cfg.sqlSet(m.lookupEnv)
+		opts.SQL = env.sql
 
 		// The outbox behind mail.send. A dry run gets its own in the
 		// overlay, delivered to the capture server, so a later real run

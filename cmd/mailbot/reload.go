@@ -22,7 +22,7 @@ import (
 // process keeps their old values, and says so. Everything else (accounts
 // with their hosts, credential sources, OAuth2, DKIM and fallbacks,
 // default_account, log.level, run_timeout, limits, timezone, sandbox,
-// fs_roots, http.auth) applies to new work.
+// fs_roots, http.auth, databases) applies to new work.
 var restartOnlyKeys = []struct {
 	key  string
 	keep func(old, next *Config) bool // copies old's value into next; reports a change
@@ -145,6 +145,12 @@ func (d *daemon) reload(ctx context.Context) bool {
 	if err != nil {
 		return refuse("error", err)
 	}
+	taken := false
+	defer func() {
+		if !taken {
+			opts.SQL.Close() // the new pools, unused: nothing was opened
+		}
+	}()
 	delivery, err := deliveryAccounts(opts.SMTP.Accounts, opts.SMTP.DryRun)
 	if err != nil {
 		return refuse("error", err)
@@ -160,6 +166,15 @@ func (d *daemon) reload(ctx context.Context) bool {
 	}
 	d.env.outbox.SetAccounts(delivery)
 	d.env.lua, d.env.delivery = opts, delivery
+	// New runs open the new databases; runs still holding an old one
+	// finish their current query, then get a "closed by a config
+	// reload" error.
+	taken = true
+	oldSQL := d.env.sql
+	d.env.sql = opts.SQL
+	if err := oldSQL.Close(); err != nil {
+		d.log.Warn("config reload: closing the old database pools", "error", err)
+	}
 	for _, h := range d.hooks {
 		h(next)
 	}
@@ -216,6 +231,7 @@ func (m *Main) reloadOptions(cfg *Config, env *scriptEnv, logger *slog.Logger) (
 		return opts, err
 	}
 	opts.SMTP.Accounts, opts.SMTP.DefaultAccount = accounts, cfg.DefaultAccount
+	opts.SQL = cfg.sqlSet(m.lookupEnv)
 	return opts, nil
 }
 
@@ -236,6 +252,7 @@ func configChanges(old, next *Config) []string {
 	diff("timezone", old.Timezone, next.Timezone)
 	diff("run_timeout", old.RunTimeout, next.RunTimeout)
 	diff("limits.memory", old.Limits, next.Limits)
+	diff("databases", old.Databases, next.Databases)
 	names := slices.Sorted(maps.Keys(old.Accounts))
 	for n := range maps.Keys(next.Accounts) {
 		if _, ok := old.Accounts[n]; !ok {

@@ -75,6 +75,8 @@ func (m *Main) cmdTest(ctx context.Context, args []string) int {
 	if cfg != nil {
 		opts.ScriptsDir = cfg.Resolve(cfg.ScriptsDir)
 		cfg.applySandbox(&opts.Lua)
+		opts.Lua.SQL = cfg.sqlSet(m.lookupEnv)
+		defer opts.Lua.SQL.Close()
 		if cfg.Timezone != "" {
 			loc, err := time.LoadLocation(cfg.Timezone)
 			if err != nil {

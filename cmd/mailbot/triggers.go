@@ -77,6 +77,9 @@ func (m *Main) cmdTriggers(_ context.Context, args []string) int {
 func listingEngineConfig(cfg *Config, getenv func(string) (string, bool)) (engine.Config, error) {
 	lopts := luabind.Options{Getenv: getenv, Logger: slog.New(slog.DiscardHandler)}
 	cfg.applySandbox(&lopts)
+	// Top-level code may sql.open a database (which connects to nothing
+	// by itself); the listing process exits soon after, pools with it.
+	lopts.SQL = cfg.sqlSet(getenv)
 	ecfg := engine.Config{
 		ScriptsDir: cfg.Resolve(cfg.ScriptsDir),
 		StateDir:   cfg.Resolve(cfg.StateDir),
