@@ -83,6 +83,9 @@ type Options struct {
 	// SMTP configures the smtp module: accounts, transcript logger, dry run.
 	// Its Logger defaults to Logger.
 	SMTP SMTPOptions
+	// HTTP configures the http module: allowed hosts, roots, limits.
+	// Its Logger defaults to Logger.
+	HTTP HTTPOptions
 	// Modules are extra host modules, preloaded for require() under their
 	// map keys. An entry replaces a toolbox module of the same name.
 	Modules map[string]lua.LGFunction
@@ -199,6 +202,7 @@ func NewState(opts Options) *lua.LState {
 	L.PreloadModule("fs", openFS(&o))
 	L.PreloadModule("time", openTime(&o))
 	L.PreloadModule("env", openEnv(&o))
+	L.PreloadModule("http", openHTTP(&o))
 
 	// mailbot modules: smtp, mail
 	L.PreloadModule("smtp", NewSMTPModule(o.SMTP))
