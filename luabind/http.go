@@ -434,13 +434,16 @@ func validToken(s string) bool {
 // entry: a host name or IP address, optionally "*." in front of a name,
 // optionally followed by ":port" (IPv6 addresses in brackets then).
 func CheckHostPattern(p string) error {
+	if strings.ContainsAny(p, "/@?") {
+		return fmt.Errorf("%q: want a host name or address (with an optional :port), not a URL", p)
+	}
 	host, port, err := splitPattern(p)
 	if err != nil {
 		return err
 	}
 	if port != "" {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("port %q must be 1-65535", port)
+			return fmt.Errorf("%q: port %q must be 1-65535", p, port)
 		}
 	}
 	name := strings.TrimPrefix(host, "*.")

@@ -204,6 +204,7 @@ func (m *Main) checkRegistrations(cfg *Config, base string, compiled []string) [
 	dir := cfg.Resolve(cfg.ScriptsDir)
 	lopts := luabind.Options{Getenv: m.lookupEnv, Logger: slog.New(slog.DiscardHandler), MemoryLimit: cfg.memoryLimit()}
 	cfg.applySandbox(&lopts)
+	cfg.applyHTTPClient(&lopts)
 	ecfg := engine.Config{ScriptsDir: dir, RunTimeout: cfg.RunTimeout, Lua: lopts}
 	if ecfg.RunTimeout <= 0 { // reported with the config; check the scripts anyway
 		ecfg.RunTimeout = DefaultConfig().RunTimeout

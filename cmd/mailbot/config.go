@@ -61,6 +61,8 @@ type Config struct {
 	DevServer *DevServerConfig `yaml:"dev_server"`
 	// HTTP, when present, serves the operations endpoint (config_http.go).
 	HTTP *HTTPConfig `yaml:"http"`
+	// HTTPClient bounds the scripts' http module (config_httpclient.go).
+	HTTPClient *HTTPClientConfig `yaml:"http_client"`
 
 	// path is the file the config was read from; dir its folder, against
 	// which relative paths resolve.
@@ -480,6 +482,7 @@ func (c *Config) Validate() []Problem {
 	}
 	probs = append(probs, c.validateLimits()...)
 	probs = append(probs, c.validateHTTP()...)
+	probs = append(probs, c.validateHTTPClient()...)
 	if c.Timezone != "" {
 		if _, err := time.LoadLocation(c.Timezone); err != nil {
 			add(fmt.Sprintf("unknown time zone %q", c.Timezone), "timezone")

@@ -200,6 +200,7 @@ func (m *Main) reloadOptions(cfg *Config, env *scriptEnv, logger *slog.Logger) (
 	opts.MemoryLimit = cfg.memoryLimit()
 	opts.Sandbox, opts.FSRootsFixed = luabind.SandboxStrict, false
 	cfg.applySandbox(&opts)
+	cfg.applyHTTPClient(&opts)
 	if env.dry != nil {
 		opts.FSDenied = append(opts.FSDenied, env.dry.stateDir)
 	}

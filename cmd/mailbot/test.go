@@ -75,6 +75,7 @@ func (m *Main) cmdTest(ctx context.Context, args []string) int {
 	if cfg != nil {
 		opts.ScriptsDir = cfg.Resolve(cfg.ScriptsDir)
 		cfg.applySandbox(&opts.Lua)
+		cfg.applyHTTPClient(&opts.Lua)
 		if cfg.Timezone != "" {
 			loc, err := time.LoadLocation(cfg.Timezone)
 			if err != nil {

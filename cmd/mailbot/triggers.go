@@ -77,6 +77,7 @@ func (m *Main) cmdTriggers(_ context.Context, args []string) int {
 func listingEngineConfig(cfg *Config, getenv func(string) (string, bool)) (engine.Config, error) {
 	lopts := luabind.Options{Getenv: getenv, Logger: slog.New(slog.DiscardHandler)}
 	cfg.applySandbox(&lopts)
+	cfg.applyHTTPClient(&lopts)
 	ecfg := engine.Config{
 		ScriptsDir: cfg.Resolve(cfg.ScriptsDir),
 		StateDir:   cfg.Resolve(cfg.StateDir),
