@@ -7,10 +7,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,4 +127,71 @@ func TestApplyHTTPClient(t *testing.T) {
 			t.Error("allow_hosts: [] became nil (any host)")
 		}
 	})
+}
+
+// TestHTTPClientCommands runs the binary: exec reaches allowed hosts with
+// mailbot's User-Agent and is denied others, a dry run sends GET but not
+// POST, and check refuses requests made at load time.
+func TestHTTPClientCommands(t *testing.T) {
+	t.Parallel()
+	var gets, posts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			posts.Add(1)
+		} else {
+			gets.Add(1)
+		}
+		w.Header().Set("X-UA", r.UserAgent())
+		io.WriteString(w, "hello")
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	_, port, _ := net.SplitHostPort(host)
+
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "mailbot.yaml"), "scripts_dir: scripts\nstate_dir: state\nhttp_client:\n  allow_hosts: [\""+host+"\"]\n")
+	writeFile(t, filepath.Join(dir, "tools", "get.lua"), `local r = require("http").get(arg[1])
+print(r.status, r.body, r.headers["x-ua"])
+`)
+	writeFile(t, filepath.Join(dir, "tools", "post.lua"), `local r = require("http").post(arg[1], { body = "x" })
+print(r.status, tostring(r.dry_run))
+`)
+	writeFile(t, filepath.Join(dir, "scripts", "ok.lua"), "mailbot.on_start(function() end)\n")
+
+	r := mailbot(t, dir, nil, "exec", "-c", "mailbot.yaml", "tools/get.lua", srv.URL+"/a")
+	if r.code != 0 || !strings.Contains(r.stdout, "200\thello\tmailbot/") {
+		t.Errorf("exec GET: %v", r)
+	}
+	r = mailbot(t, dir, nil, "exec", "-c", "mailbot.yaml", "tools/get.lua", "http://localhost:"+port+"/a?token=t0k")
+	if r.code == 0 || !strings.Contains(r.stderr, "denied: GET http://localhost:"+port+"/a: host localhost:"+port+" is not in http_client.allow_hosts (config line 4)") {
+		t.Errorf("exec GET of a host not allowed: %v", r)
+	}
+	if strings.Contains(r.stdout+r.stderr, "t0k") {
+		t.Errorf("the query was shown: %v", r)
+	}
+
+	before := gets.Load()
+	r = mailbot(t, dir, nil, "exec", "-c", "mailbot.yaml", "--dry-run", filepath.Join(dir, "dry"), "tools/get.lua", srv.URL+"/b")
+	if r.code != 0 || gets.Load() != before+1 {
+		t.Errorf("dry-run GET was not sent: %v", r)
+	}
+	r = mailbot(t, dir, nil, "exec", "-c", "mailbot.yaml", "--dry-run", filepath.Join(dir, "dry"), "tools/post.lua", srv.URL+"/hook")
+	if r.code != 0 || !strings.Contains(r.stdout, "0\ttrue") || !strings.Contains(r.stderr, "dry run: not sent: POST "+srv.URL+"/hook") {
+		t.Errorf("dry-run POST: %v", r)
+	}
+	if posts.Load() != 0 {
+		t.Errorf("the server got %d POSTs in a dry run", posts.Load())
+	}
+
+	writeFile(t, filepath.Join(dir, "scripts", "eager.lua"), `require("http").get("`+srv.URL+`/load")
+mailbot.on_start(function() end)
+`)
+	before = gets.Load()
+	r = mailbot(t, dir, nil, "check", "-c", "mailbot.yaml")
+	if r.code != 1 || !strings.Contains(r.stdout, "scripts/eager.lua:1: denied: GET "+srv.URL+"/load: host "+host+" is not in the hosts a check may reach") {
+		t.Errorf("check of a request at load time: %v", r)
+	}
+	if gets.Load() != before {
+		t.Errorf("check made %d requests", gets.Load()-before)
+	}
 }
