@@ -58,7 +58,8 @@ type HTTPOptions struct {
 	// Logger receives the module's records; default Options.Logger.
 	Logger *slog.Logger
 	// DialContext overrides how connections are made (tests, the docs'
-	// examples); nil: a net.Dialer.
+	// examples), proxies included; nil: a net.Dialer, and the proxy of
+	// HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
@@ -656,12 +657,14 @@ func scriptAttrs(o *Options) []any {
 // no connection reuse across calls (a call's settings must not leak into
 // the next one's connection).
 func httpTransport(o *Options, c *httpCall) *http.Transport {
-	dial := o.HTTP.DialContext
+	dial, proxy := o.HTTP.DialContext, http.ProxyFromEnvironment
 	if dial == nil {
 		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	} else {
+		proxy = nil
 	}
 	return &http.Transport{
-		Proxy:       http.ProxyFromEnvironment,
+		Proxy:       proxy,
 		DialContext: dial,
 		TLSClientConfig: &tls.Config{
 			RootCAs:            c.rootCAs,

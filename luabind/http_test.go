@@ -3,6 +3,12 @@ package luabind
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -10,6 +16,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -560,5 +567,104 @@ func TestHTTPDebugLogRedacts(t *testing.T) {
 	}
 	if strings.Contains(logged, "abc") || strings.Contains(logged, "s3cret") {
 		t.Errorf("log %q shows the query or a header", logged)
+	}
+}
+
+// docsAPI plays the example APIs of docs/lua-api.md's http section.
+func docsAPI(w http.ResponseWriter, r *http.Request) {
+	switch r.Host + r.URL.Path {
+	case "api.example.com/v1/orders":
+		if r.URL.Query().Get("status") != "open" {
+			http.Error(w, "status wanted", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"items": [{"id": 1, "total": 12.5}, {"id": 2, "total": 30}]}`)
+	case "api.example.com/v1/export.csv":
+		w.Header().Set("Content-Type", "text/csv")
+		for range 200 {
+			io.WriteString(w, "id,name,total,created_at\n")
+		}
+	case "hooks.example.com/services/nightly":
+		var v map[string]any
+		if r.Method != http.MethodPost || r.Header.Get("Authorization") != "Bearer docs-hook-token" ||
+			json.NewDecoder(r.Body).Decode(&v) != nil || v["text"] == nil {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	case "lists.example.com/subscribe":
+		if r.ParseForm() != nil || r.PostForm.Get("list") != "nightly" {
+			http.Error(w, "bad form", http.StatusBadRequest)
+			return
+		}
+		http.Error(w, "already subscribed", http.StatusConflict)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// docsCert returns a certificate for example.com and its subdomains,
+// and a pool that trusts it.
+func docsCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example.com"},
+		DNSNames: []string{"example.com", "*.example.com"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// TestDocsHTTPBlocks runs the blocks after docsHTTPMarker with every
+// connection going to docsAPI, over TLS verified against docsCert, and
+// http_client.allow_hosts set to *.example.com.
+func TestDocsHTTPBlocks(t *testing.T) {
+	cert, pool := docsCert(t)
+	var hits atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		docsAPI(w, r)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	for _, b := range blocksByMode(t, readDocBlocks(t), "http", 4) {
+		t.Run("line_"+strconv.Itoa(b.line), func(t *testing.T) {
+			dir := t.TempDir()
+			L := newTestState(t, Options{ScriptsDir: dir, BaseDir: dir, ScriptName: "docs.lua",
+				Logger: slog.New(slog.DiscardHandler),
+				Getenv: func(k string) (string, bool) {
+					if k == "HOOK_TOKEN" {
+						return "docs-hook-token", true
+					}
+					return "", false
+				},
+				HTTP: HTTPOptions{
+					AllowHosts: []string{"*.example.com"}, AllowHostsSource: "http_client.allow_hosts (config line 12)",
+					RootCAs: pool,
+					DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+						return (&net.Dialer{}).DialContext(ctx, network, addr)
+					},
+				}})
+			runDocBlock(t, L, b)
+		})
+	}
+	if hits.Load() == 0 {
+		t.Error("no example reached the server")
 	}
 }
