@@ -12,6 +12,8 @@
 //	          strict only inside Options.FSRoots; never secret files
 //	time      time.now / format / parse / date / add / duration
 //	env       env.get / env.require
+//	http      http.get / post / request: verified TLS, timeouts bounded by
+//	          the run, a body limit, Options.HTTP.AllowHosts
 //
 // Scripts load them explicitly:
 //

@@ -168,7 +168,7 @@ const registryKey = "mailbot.luabind.options"
 
 // NewState returns a fully loaded Lua state: the standard library subset
 // chosen by opts.Sandbox, require() confined to opts.ScriptsDir, and the
-// toolbox modules (json, csv, template, log, fs, time, env) plus
+// toolbox modules (json, csv, template, log, fs, time, env, http) plus
 // opts.Modules preloaded for require().
 //
 // The caller owns the state: start each run with StartRun(ctx, L) so that
