@@ -576,8 +576,10 @@ func httpDo(L *lua.LState, o *Options, c *httpCall) int {
 		invalid(L, c.fn, "%s %s: %v", c.method, shown, err)
 	}
 	req.Header = c.header
+	tr := httpTransport(o, c)
+	defer tr.CloseIdleConnections()
 	client := &http.Client{
-		Transport: httpTransport(o, c),
+		Transport: tr,
 		CheckRedirect: func(next *http.Request, via []*http.Request) error {
 			u, prev := next.URL, via[len(via)-1].URL
 			hop := fmt.Sprintf(" (redirect %d from %s)", len(via), redactURL(prev))
@@ -598,6 +600,11 @@ func httpDo(L *lua.LState, o *Options, c *httpCall) int {
 				for _, h := range []string{"Authorization", "Cookie", "Cookie2", "Proxy-Authorization"} {
 					next.Header.Del(h)
 				}
+			}
+			// Go adds the previous URL as Referer, query (API keys)
+			// included; only a script's own Referer is sent.
+			if c.header.Get("Referer") == "" {
+				next.Header.Del("Referer")
 			}
 			return nil
 		},

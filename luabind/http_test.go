@@ -42,6 +42,7 @@ type echoed struct {
 	XTest  string `json:"x_test"`
 	UA     string `json:"ua"`
 	Auth   string `json:"auth"`
+	Ref    string `json:"ref"`
 }
 
 // echoHandler answers every request with a JSON description of it.
@@ -52,7 +53,7 @@ func echoHandler(w http.ResponseWriter, r *http.Request) {
 	w.Header().Add("X-Multi", "b")
 	json.NewEncoder(w).Encode(echoed{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 		CT: r.Header.Get("Content-Type"), Body: string(b), XTest: r.Header.Get("X-Test"),
-		UA: r.Header.Get("User-Agent"), Auth: r.Header.Get("Authorization")})
+		UA: r.Header.Get("User-Agent"), Auth: r.Header.Get("Authorization"), Ref: r.Header.Get("Referer")})
 }
 
 // httpErr is a raised http error table, as Go sees it.
@@ -269,6 +270,9 @@ func TestHTTPRedirects(t *testing.T) {
 		t.Cleanup(same.Close)
 		if got := mustRun(t, Options{}, same.URL, `return http.get(URL .. "/to", { headers = { Authorization = "Bearer t0k" } }):json().auth`); got != "Bearer t0k" {
 			t.Errorf("same-host redirect sent Authorization %q, want it kept", got)
+		}
+		if got := mustRun(t, Options{}, same.URL, `return http.get(URL .. "/to?api_key=k3y"):json().ref`); got != "" {
+			t.Errorf("redirect sent Referer %q", got)
 		}
 	})
 }
