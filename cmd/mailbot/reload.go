@@ -237,6 +237,7 @@ func configChanges(old, next *Config) []string {
 	diff("timezone", old.Timezone, next.Timezone)
 	diff("run_timeout", old.RunTimeout, next.RunTimeout)
 	diff("limits.memory", old.Limits, next.Limits)
+	diff("http_client", old.HTTPClient, next.HTTPClient)
 	names := slices.Sorted(maps.Keys(old.Accounts))
 	for n := range maps.Keys(next.Accounts) {
 		if _, ok := old.Accounts[n]; !ok {
