@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -57,6 +59,13 @@ type HTTPOptions struct {
 	UserAgent string
 	// Logger receives the module's records; default Options.Logger.
 	Logger *slog.Logger
+	// DenyLoopbackPorts are ports on loopback addresses that requests may
+	// not connect to, whatever name the URL uses: mailbot's own
+	// operations endpoint when it has no auth, which a script could
+	// otherwise use to fire triggers or delete dead letters.
+	// DenyLoopbackSource names it in "denied" errors.
+	DenyLoopbackPorts  []int
+	DenyLoopbackSource string
 	// DialContext overrides how connections are made (tests, the docs'
 	// examples), proxies included; nil: a net.Dialer, and the proxy of
 	// HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
@@ -666,7 +675,15 @@ func scriptAttrs(o *Options) []any {
 func httpTransport(o *Options, c *httpCall) *http.Transport {
 	dial, proxy := o.HTTP.DialContext, http.ProxyFromEnvironment
 	if dial == nil {
-		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+		d := &net.Dialer{KeepAlive: 30 * time.Second}
+		if len(o.HTTP.DenyLoopbackPorts) > 0 {
+			// Judged on the address actually dialled, after name
+			// resolution, so no host name leads around it.
+			d.Control = func(_, address string, _ syscall.RawConn) error {
+				return checkDial(o, address)
+			}
+		}
+		dial = d.DialContext
 	} else {
 		proxy = nil
 	}
@@ -682,6 +699,32 @@ func httpTransport(o *Options, c *httpCall) *http.Transport {
 		DisableKeepAlives:   true,
 		TLSHandshakeTimeout: c.timeout,
 	}
+}
+
+// deniedDialError refuses a connection to a denied loopback port.
+type deniedDialError struct{ address, source string }
+
+func (e *deniedDialError) Error() string {
+	return "connection to " + e.address + " refused: it is " + e.source
+}
+
+// checkDial refuses address ("ip:port") when it is a loopback address at
+// one of DenyLoopbackPorts.
+func checkDial(o *Options, address string) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil || !ap.Addr().Unmap().IsLoopback() {
+		return nil
+	}
+	for _, p := range o.HTTP.DenyLoopbackPorts {
+		if int(ap.Port()) == p {
+			src := o.HTTP.DenyLoopbackSource
+			if src == "" {
+				src = "a port scripts may not reach"
+			}
+			return &deniedDialError{address: address, source: src}
+		}
+	}
+	return nil
 }
 
 // classifyHTTP turns a failed request or body read into an httpError
@@ -703,6 +746,10 @@ func classifyHTTP(L *lua.LState, runCtx, ctx context.Context, c *httpCall, err e
 	}
 	e := &httpError{url: shown}
 	prefix := c.method + " " + shown + ": "
+	var dd *deniedDialError
+	if errors.As(err, &dd) {
+		return &httpError{kind: "denied", url: shown, msg: prefix + dd.Error()}
+	}
 	var (
 		ua  x509.UnknownAuthorityError
 		ci  x509.CertificateInvalidError

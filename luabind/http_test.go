@@ -672,3 +672,33 @@ func TestDocsHTTPBlocks(t *testing.T) {
 		t.Error("no example reached the server")
 	}
 }
+
+func TestHTTPDenyLoopbackPort(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	other := httptest.NewServer(http.HandlerFunc(echoHandler))
+	t.Cleanup(other.Close)
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	n, _ := strconv.Atoi(port)
+	opts := Options{HTTP: HTTPOptions{DenyLoopbackPorts: []int{n}, DenyLoopbackSource: "mailbot's own HTTP endpoint (http.listen, config line 9)"}}
+	for _, host := range []string{"127.0.0.1", "localhost"} {
+		t.Run(host, func(t *testing.T) {
+			e := mustFail(t, opts, "http://"+host+":"+port, `return http.get(URL .. "/api/csrf?x=1")`, "denied")
+			if !strings.HasPrefix(e.Message, "GET http://"+host+":"+port+"/api/csrf: connection to ") ||
+				!strings.HasSuffix(e.Message, "refused: it is mailbot's own HTTP endpoint (http.listen, config line 9)") {
+				t.Errorf("message %q", e.Message)
+			}
+		})
+	}
+	// A redirect does not lead around it either.
+	redir := httptest.NewServer(http.HandlerFunc(redirector))
+	t.Cleanup(redir.Close)
+	mustFail(t, opts, redir.URL, `return http.get(URL .. "/to?u=`+url.QueryEscape(srv.URL+"/api/fire")+`")`, "denied")
+	if hits.Load() != 0 {
+		t.Errorf("the endpoint got %d requests", hits.Load())
+	}
+	if got := mustRun(t, opts, other.URL, `return http.get(URL).status`); got != "200" {
+		t.Errorf("another loopback port: status %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strconv"
@@ -121,6 +122,17 @@ func (c *Config) itemLine(i int, path ...string) int {
 // roots.
 func (c *Config) applyHTTPClient(o *luabind.Options) {
 	o.HTTP = luabind.HTTPOptions{UserAgent: "mailbot/" + version()}
+	if c.HTTP != nil && c.HTTP.Auth == nil {
+		// Without auth the operations endpoint trusts whoever reaches
+		// it on loopback; scripts are not meant to fire triggers or
+		// delete dead letters through it.
+		if _, port, err := net.SplitHostPort(c.httpListen()); err == nil {
+			if n, err := strconv.Atoi(port); err == nil && n > 0 {
+				o.HTTP.DenyLoopbackPorts = []int{n}
+				o.HTTP.DenyLoopbackSource = "mailbot's own HTTP endpoint (http.listen, config line " + strconv.Itoa(lineOf(c.root, "http")) + ")"
+			}
+		}
+	}
 	h := c.HTTPClient
 	if h == nil {
 		return

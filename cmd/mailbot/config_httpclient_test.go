@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -120,6 +121,16 @@ func TestApplyHTTPClient(t *testing.T) {
 		}
 		if h.RootCAs == nil || h.MaxBytes != 1<<20 || h.MaxBytesSource != "http_client.max_bytes" || h.Timeout != 5*time.Second {
 			t.Errorf("HTTP = %+v", h)
+		}
+	})
+	t.Run("endpoint without auth is closed to scripts", func(t *testing.T) {
+		o := parse(t, "http:\n  listen: 127.0.0.1:9799\n")
+		if fmt.Sprint(o.HTTP.DenyLoopbackPorts) != "[9799]" || o.HTTP.DenyLoopbackSource != "mailbot's own HTTP endpoint (http.listen, config line 3)" {
+			t.Errorf("deny %v from %q", o.HTTP.DenyLoopbackPorts, o.HTTP.DenyLoopbackSource)
+		}
+		o = parse(t, "http:\n  listen: 127.0.0.1:9799\n  auth:\n    bearer: { token_env: T }\n")
+		if o.HTTP.DenyLoopbackPorts != nil {
+			t.Errorf("with auth: deny %v, want none (scripts cannot read the token)", o.HTTP.DenyLoopbackPorts)
 		}
 	})
 	t.Run("empty list denies all", func(t *testing.T) {
