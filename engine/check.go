@@ -13,9 +13,10 @@ import (
 // runs its top-level code, so that every mailbot.on_file, every, cron and
 // on_start registration is validated (cron specs, durations, time zones,
 // options) — and then throws the state away. Nothing is started, no handler
-// runs, state goes to a temporary folder, and the smtp module is replaced by
-// one that refuses to connect: top-level code that sends mail would do so at
-// every reload, so it is reported as a problem. The error carries file:line
+// runs, state goes to a temporary folder, the smtp module is replaced by
+// one that refuses to connect and the http module allows no host: top-level
+// code that sends mail or makes requests would do so at every reload, so it
+// is reported as a problem. The error carries file:line
 // (see luabind.ErrorLocation). It is the first problem; CheckScriptAll
 // reports them all.
 func CheckScript(cfg Config, path string) error {
@@ -67,6 +68,9 @@ func newCheckEngine(cfg Config) (*Engine, func(), error) {
 	}
 	mods["smtp"] = refusingSMTP
 	cfg.Lua.Modules = mods
+	// No requests either: a top-level one would run at every reload.
+	cfg.Lua.HTTP.AllowHosts = []string{}
+	cfg.Lua.HTTP.AllowHostsSource = "the hosts a check may reach (none: make requests inside a handler, or the script makes them at every reload)"
 	e, err := New(cfg)
 	if err != nil {
 		os.RemoveAll(tmp)

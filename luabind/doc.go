@@ -13,6 +13,8 @@
 //	time      time.now / format / parse / date / add / duration
 //	env       env.get / env.require
 //	sql       sql.open(name) of a database in Options.SQL; db:query / query_one / exec
+//	http      http.get / post / request: verified TLS, timeouts bounded by
+//	          the run, a body limit, Options.HTTP.AllowHosts
 //
 // Scripts load them explicitly:
 //

@@ -31,13 +31,17 @@ const docsPath = "../docs/lua-api.md"
 //   - a block right after the line docsSMTPMarker (an HTML comment, so
 //     readers do not see it) runs against an in-process dev server: the
 //     smtp module's dry run sends every connection there, whatever host the
-//     example names.
+//     example names;
+//   - a block right after docsHTTPMarker runs with the http module's
+//     connections sent to an in-process HTTPS server that plays the
+//     example APIs (see TestDocsHTTPBlocks in http_test.go).
 //
 // Blocks that use the engine's mailbot table, port 465, or a server's
 // failure modes stay compile-only.
 const (
 	docsRunnable   = "-- runnable"
 	docsSMTPMarker = "<!-- doctest: smtp -->"
+	docsHTTPMarker = "<!-- doctest: http -->"
 )
 
 // docsEnv is the environment runnable blocks see through env and os.getenv.
@@ -80,8 +84,11 @@ func readDocBlocks(t *testing.T) []docBlock {
 			switch {
 			case trimmed == "```lua":
 				cur = &docBlock{line: n, mode: "compile"}
-				if prev == docsSMTPMarker {
+				switch prev {
+				case docsSMTPMarker:
 					cur.mode = "smtp"
+				case docsHTTPMarker:
+					cur.mode = "http"
 				}
 				body = body[:0]
 			case strings.HasPrefix(trimmed, "```lua"):
@@ -95,8 +102,8 @@ func readDocBlocks(t *testing.T) []docBlock {
 		if trimmed == "```" {
 			cur.src = strings.Join(body, "\n") + "\n"
 			if len(body) > 0 && strings.TrimSpace(body[0]) == docsRunnable {
-				if cur.mode == "smtp" {
-					t.Errorf("%s: a block is either %q or after %q, not both", cur.name(), docsRunnable, docsSMTPMarker)
+				if cur.mode != "compile" {
+					t.Errorf("%s: a block is either %q or after a doctest marker, not both", cur.name(), docsRunnable)
 				}
 				cur.mode = "runnable"
 			}
@@ -248,7 +255,7 @@ func TestDocsCoverEveryFunction(t *testing.T) {
 	defer L.Close()
 
 	var want []string
-	for _, mod := range []string{"json", "csv", "template", "log", "fs", "time", "env", "smtp", "mail", "sql", "chart", "xlsx"} {
+	for _, mod := range []string{"json", "csv", "template", "log", "fs", "time", "env", "smtp", "mail", "http", "sql", "chart", "xlsx"} {
 		if err := L.DoString(`MOD = require("` + mod + `")`); err != nil {
 			t.Fatal(err)
 		}

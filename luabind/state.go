@@ -85,6 +85,9 @@ type Options struct {
 	// SMTP configures the smtp module: accounts, transcript logger, dry run.
 	// Its Logger defaults to Logger.
 	SMTP SMTPOptions
+	// HTTP configures the http module: allowed hosts, roots, limits.
+	// Its Logger defaults to Logger.
+	HTTP HTTPOptions
 	// Modules are extra host modules, preloaded for require() under their
 	// map keys. An entry replaces a toolbox module of the same name.
 	Modules map[string]lua.LGFunction
@@ -171,8 +174,8 @@ const registryKey = "mailbot.luabind.options"
 
 // NewState returns a fully loaded Lua state: the standard library subset
 // chosen by opts.Sandbox, require() confined to opts.ScriptsDir, and the
-// toolbox modules (json, csv, template, log, fs, time, env, sql, chart,
-// xlsx) plus
+// toolbox modules (json, csv, template, log, fs, time, env, http, sql,
+// chart, xlsx) plus
 // opts.Modules preloaded for require().
 //
 // The caller owns the state: start each run with StartRun(ctx, L) so that
@@ -206,6 +209,7 @@ func NewState(opts Options) *lua.LState {
 	L.PreloadModule("fs", openFS(&o))
 	L.PreloadModule("time", openTime(&o))
 	L.PreloadModule("env", openEnv(&o))
+	L.PreloadModule("http", openHTTP(&o))
 	L.PreloadModule("chart", openChart(&o))
 	L.PreloadModule("xlsx", openXLSX(&o))
 

@@ -6,7 +6,7 @@
 //
 // Nothing reaches the network or real state: every SMTP connection goes to
 // an in-process capture server (luabind's dry-run redirection), mail.send
-// enqueues into the capture too, time comes from a fake clock, env and
+// enqueues into the capture too, http requests are refused (kind "denied"), time comes from a fake clock, env and
 // os.getenv read only variables set with t.env.set, and scripts' relative
 // paths resolve into a private temporary folder that holds a copy of the
 // scripts folder. Every test starts from the state the file's top-level

@@ -347,6 +347,7 @@ func (s *session) testState(path string) *lua.LState {
 	o.SMTP.Accounts = s.accounts
 	o.SMTP.NetDialer = nil
 	o.SMTP.DryRun = &luabind.DryRun{Addr: s.cap.srv.Addr(), RootCAs: s.cap.srv.CertPool()}
+	o.HTTP.AllowHosts, o.HTTP.AllowHostsSource = []string{}, "the hosts tests may reach (none: mailbot test does not reach the network)"
 	mods := make(map[string]lua.LGFunction, len(o.Modules)+1)
 	for k, v := range o.Modules {
 		mods[k] = v

@@ -21,14 +21,15 @@ const checkDesc = `Validates the config file (strictly: unknown keys, wrong type
 inline passwords, unset password variables, unreadable files, DKIM keys that
 cannot sign, fallback lists naming unknown accounts, oauth2 sections: provider,
 grant, endpoints, inline or unset client secrets and refresh tokens, and an
-account with neither a cached login nor a refresh token to start from) and
+account with neither a cached login nor a refresh token to start from,
+http_client's allowed hosts, ca_file, max_bytes and timeout) and
 compiles every *.lua script under scripts_dir. Then it loads each script the way
 "mailbot run" would, without starting anything, so that its trigger
 registrations are checked too (cron specs, durations, time zones, options);
-top-level code that connects with smtp is reported, since it would send mail
-at every reload. When the config is fine, each database under databases is
-connected to, and one that does not answer is printed as a warning (it does
-not change the exit status). Every problem is reported, not only the first: all of the
+top-level code that connects with smtp or makes http requests is reported,
+since it would do so at every reload. When the config is fine, each database
+under databases is connected to, and one that does not answer is printed as a
+warning (it does not change the exit status). Every problem is reported, not only the first: all of the
 config's, then each script's (every failed registration; an error elsewhere
 in the top-level code ends that script's check). Each problem is printed as
 "file:line: message", config first, then scripts by path, followed by
@@ -215,6 +216,7 @@ func (m *Main) checkRegistrations(cfg *Config, base string, compiled []string) [
 	cfg.applySandbox(&lopts)
 	lopts.SQL = cfg.sqlSet(m.lookupEnv)
 	defer lopts.SQL.Close()
+	cfg.applyHTTPClient(&lopts)
 	ecfg := engine.Config{ScriptsDir: dir, RunTimeout: cfg.RunTimeout, Lua: lopts}
 	if ecfg.RunTimeout <= 0 { // reported with the config; check the scripts anyway
 		ecfg.RunTimeout = DefaultConfig().RunTimeout

@@ -64,6 +64,8 @@ type Config struct {
 	// Databases are the named databases scripts open with sql.open
 	// (config_databases.go).
 	Databases map[string]*DatabaseConfig `yaml:"databases"`
+	// HTTPClient bounds the scripts' http module (config_httpclient.go).
+	HTTPClient *HTTPClientConfig `yaml:"http_client"`
 
 	// path is the file the config was read from; dir its folder, against
 	// which relative paths resolve.
@@ -484,6 +486,7 @@ func (c *Config) Validate() []Problem {
 	probs = append(probs, c.validateLimits()...)
 	probs = append(probs, c.validateHTTP()...)
 	probs = append(probs, c.validateDatabases()...)
+	probs = append(probs, c.validateHTTPClient()...)
 	if c.Timezone != "" {
 		if _, err := time.LoadLocation(c.Timezone); err != nil {
 			add(fmt.Sprintf("unknown time zone %q", c.Timezone), "timezone")

@@ -304,6 +304,7 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 		opts.ScriptsDir = cfg.Resolve(cfg.ScriptsDir)
 		opts.MemoryLimit = cfg.memoryLimit()
 		cfg.applySandbox(&opts)
+		cfg.applyHTTPClient(&opts)
 		if env.dry != nil {
 			// The overlay is state too, wherever the dry-run folder is.
 			opts.FSDenied = append(opts.FSDenied, env.dry.stateDir)

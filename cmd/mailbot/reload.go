@@ -215,6 +215,7 @@ func (m *Main) reloadOptions(cfg *Config, env *scriptEnv, logger *slog.Logger) (
 	opts.MemoryLimit = cfg.memoryLimit()
 	opts.Sandbox, opts.FSRootsFixed = luabind.SandboxStrict, false
 	cfg.applySandbox(&opts)
+	cfg.applyHTTPClient(&opts)
 	if env.dry != nil {
 		opts.FSDenied = append(opts.FSDenied, env.dry.stateDir)
 	}
@@ -253,6 +254,7 @@ func configChanges(old, next *Config) []string {
 	diff("run_timeout", old.RunTimeout, next.RunTimeout)
 	diff("limits.memory", old.Limits, next.Limits)
 	diff("databases", old.Databases, next.Databases)
+	diff("http_client", old.HTTPClient, next.HTTPClient)
 	names := slices.Sorted(maps.Keys(old.Accounts))
 	for n := range maps.Keys(next.Accounts) {
 		if _, ok := old.Accounts[n]; !ok {

@@ -280,6 +280,7 @@ func TestConfigChangesAndRestartOnlyKeys(t *testing.T) {
 		}, "accounts.backup (added),accounts.relay (removed)", nil},
 		{"limits", func(c *Config) { c.RunTimeout = time.Minute * 2; c.Limits.Memory = "64MiB" }, "run_timeout,limits.memory", nil},
 		{"restart only", func(c *Config) { c.Workers = 9; c.StateDir = "elsewhere"; c.DevServer = &DevServerConfig{} }, "nothing", []string{"state_dir", "workers", "dev_server"}},
+		{"http client", func(c *Config) { c.HTTPClient = &HTTPClientConfig{AllowHosts: []string{"api.example.com"}} }, "http_client", nil},
 		{"http endpoint added", func(c *Config) { c.HTTP = &HTTPConfig{Listen: "127.0.0.1:9725"} }, "nothing", []string{"http.listen"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -77,6 +77,7 @@ func (m *Main) cmdTest(ctx context.Context, args []string) int {
 		cfg.applySandbox(&opts.Lua)
 		opts.Lua.SQL = cfg.sqlSet(m.lookupEnv)
 		defer opts.Lua.SQL.Close()
+		cfg.applyHTTPClient(&opts.Lua)
 		if cfg.Timezone != "" {
 			loc, err := time.LoadLocation(cfg.Timezone)
 			if err != nil {

@@ -80,6 +80,7 @@ func listingEngineConfig(cfg *Config, getenv func(string) (string, bool)) (engin
 	// Top-level code may sql.open a database (which connects to nothing
 	// by itself); the listing process exits soon after, pools with it.
 	lopts.SQL = cfg.sqlSet(getenv)
+	cfg.applyHTTPClient(&lopts)
 	ecfg := engine.Config{
 		ScriptsDir: cfg.Resolve(cfg.ScriptsDir),
 		StateDir:   cfg.Resolve(cfg.StateDir),
