@@ -200,6 +200,10 @@ type Parsed struct {
 type Attachment struct {
 	Filename, ContentType string
 	Data                  []byte
+	// CID is the part's Content-ID without its angle brackets ("" when
+	// none); Inline reports Content-Disposition: inline.
+	CID    string
+	Inline bool
 }
 
 var wordDecoder = &mime.WordDecoder{}
@@ -297,7 +301,9 @@ func (p *Parsed) walk(h map[string][]string, body io.Reader) error {
 	case isBody && mt == "text/html" && p.HTML == "":
 		p.HTML = string(data)
 	default:
-		p.Attachments = append(p.Attachments, Attachment{Filename: filename, ContentType: mt, Data: data})
+		cid := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(get("Content-Id")), "<"), ">")
+		p.Attachments = append(p.Attachments, Attachment{Filename: filename, ContentType: mt, Data: data,
+			CID: cid, Inline: disp == "inline"})
 	}
 	return nil
 }

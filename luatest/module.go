@@ -320,6 +320,10 @@ func (s *session) luaSent(L *lua.LState) int {
 			at.RawSetString("content_type", lua.LString(a.ContentType))
 			at.RawSetString("size", lua.LNumber(len(a.Data)))
 			at.RawSetString("data", lua.LString(a.Data))
+			if a.CID != "" {
+				at.RawSetString("cid", lua.LString(a.CID))
+			}
+			at.RawSetString("inline", lua.LBool(a.Inline))
 			atts.Append(at)
 		}
 		set("attachments", atts)

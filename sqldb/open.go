@@ -34,6 +34,9 @@ func open(s *Set, cfg Config) (*DB, error) {
 	var connector driver.Connector
 	switch cfg.Driver {
 	case SQLite:
+		if err := seed(context.Background(), cfg); err != nil {
+			return fail("create "+cfg.Path+" from its seed", err)
+		}
 		c, err := sqlite.NewConnector(sqliteDSN(cfg.Path, cfg.ReadOnly))
 		if err != nil {
 			return fail("open "+cfg.Path, err)

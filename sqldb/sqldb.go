@@ -33,6 +33,10 @@ type Config struct {
 	Driver string
 	// Path is the SQLite file, absolute.
 	Path string
+	// Seed, for SQLite, is an SQL script (absolute path) that creates
+	// Path when the file does not exist, at the first Open: an example or
+	// fixture database built on first use (see seed).
+	Seed string
 	// DSN returns the whole data source name of a server database; nil
 	// means it is built from Host, Port, User, Database, Password and
 	// Options.

@@ -214,7 +214,14 @@ func (m *Main) checkRegistrations(cfg *Config, base string, compiled []string) [
 	dir := cfg.Resolve(cfg.ScriptsDir)
 	lopts := luabind.Options{Getenv: m.lookupEnv, Logger: slog.New(slog.DiscardHandler), MemoryLimit: cfg.memoryLimit()}
 	cfg.applySandbox(&lopts)
-	lopts.SQL = cfg.sqlSet(m.lookupEnv)
+	// Top-level code that queries a seeded database gets a private copy:
+	// check creates no file.
+	if seedDir, err := os.MkdirTemp("", "mailbot-check-db-"); err == nil {
+		defer os.RemoveAll(seedDir)
+		lopts.SQL = cfg.sqlSetSeeded(m.lookupEnv, seedDir, false)
+	} else {
+		lopts.SQL = cfg.sqlSet(m.lookupEnv)
+	}
 	defer lopts.SQL.Close()
 	cfg.applyHTTPClient(&lopts)
 	ecfg := engine.Config{ScriptsDir: dir, RunTimeout: cfg.RunTimeout, Lua: lopts}

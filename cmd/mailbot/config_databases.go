@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
@@ -27,6 +28,9 @@ type DatabaseConfig struct {
 	Driver string `yaml:"driver"`
 	// Path is the SQLite file, relative to the config file.
 	Path string `yaml:"path"`
+	// Seed is an SQL script (relative to the config file) that creates
+	// the SQLite file when it does not exist yet, at the first sql.open.
+	Seed string `yaml:"seed"`
 	// DSN and Password exist only so that an inline secret is reported
 	// with advice rather than as an unknown key; Validate rejects them.
 	DSN      any `yaml:"dsn"`
@@ -118,7 +122,7 @@ func (c *Config) validateDatabases() []Problem {
 			switch {
 			case d.Path == "":
 				add("missing required value: the SQLite file, relative to this config file", "path")
-			case d.readOnly():
+			case d.readOnly() && d.Seed == "":
 				// mode=ro cannot create the file: say so now rather than
 				// at the first query.
 				if fi, err := os.Stat(c.Resolve(d.Path)); err != nil {
@@ -127,9 +131,19 @@ func (c *Config) validateDatabases() []Problem {
 					add(fmt.Sprintf("%s is a folder, not an SQLite file", d.Path), "path")
 				}
 			}
+			if d.Seed != "" {
+				if fi, err := os.Stat(c.Resolve(d.Seed)); err != nil {
+					add(fmt.Sprintf("cannot use %s: %v (the SQL script that creates %s on first use)", d.Seed, unwrapPathError(err), d.Path), "seed")
+				} else if fi.IsDir() {
+					add(fmt.Sprintf("%s is a folder, not an SQL script", d.Seed), "seed")
+				}
+			}
 		case sqldb.Postgres, sqldb.MySQL:
 			if d.Path != "" {
 				add("is for sqlite; a server database has dsn_env, dsn_file or host, user and database", "path")
+			}
+			if d.Seed != "" {
+				add("is for sqlite: mailbot creates only SQLite files from a script", "seed")
 			}
 			if d.DSNEnv != "" && d.DSNFile != "" {
 				add("set only one of dsn_env and dsn_file", "dsn_file")
@@ -213,6 +227,16 @@ func (c *Config) readSecret(env, file string, getenv func(string) (string, bool)
 // It opens nothing: each pool is opened by the first sql.open of its name,
 // and the DSN or password is read then.
 func (c *Config) sqlSet(getenv func(string) (string, bool)) *sqldb.Set {
+	return c.sqlSetSeeded(getenv, "", false)
+}
+
+// sqlSetSeeded is sqlSet with the SQLite databases that have a seed built
+// under seedDir (as NAME.db) instead of at their path: always when fresh
+// (mailbot test: each run of the tests starts from the seed, and the real
+// file is left alone), else only when the real file does not exist yet
+// (a dry run creates nothing outside its folder). An empty seedDir keeps
+// every path.
+func (c *Config) sqlSetSeeded(getenv func(string) (string, bool), seedDir string, fresh bool) *sqldb.Set {
 	cfgs := make([]sqldb.Config, 0, len(c.Databases))
 	for _, name := range c.databaseNames() {
 		d := c.Databases[name]
@@ -226,6 +250,14 @@ func (c *Config) sqlSet(getenv func(string) (string, bool)) *sqldb.Set {
 		}
 		if d.Driver == sqldb.SQLite {
 			sc.Path = c.Resolve(d.Path)
+			if d.Seed != "" {
+				sc.Seed = c.Resolve(d.Seed)
+				if seedDir != "" {
+					if _, err := os.Stat(sc.Path); fresh || err != nil {
+						sc.Path = filepath.Join(seedDir, name+".db")
+					}
+				}
+			}
 		}
 		if d.DSNEnv != "" || d.DSNFile != "" {
 			env, file := d.DSNEnv, d.DSNFile
@@ -248,7 +280,15 @@ const databaseCheckTimeout = 10 * time.Second
 // returns a problem for each that does not answer. check prints them as
 // warnings: a server that is down now is not a mistake in the file.
 func (c *Config) pingDatabases(getenv func(string) (string, bool)) []Problem {
-	set := c.sqlSet(getenv)
+	// A seeded database whose file does not exist yet is built in a
+	// folder of its own, which proves the seed script works and creates
+	// nothing: check only reads.
+	seedDir, err := os.MkdirTemp("", "mailbot-check-db-")
+	if err != nil {
+		return []Problem{{Msg: "databases: " + err.Error()}}
+	}
+	defer os.RemoveAll(seedDir)
+	set := c.sqlSetSeeded(getenv, seedDir, false)
 	defer set.Close()
 	names := set.Names()
 	probs := make([]*Problem, len(names))

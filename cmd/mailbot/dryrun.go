@@ -47,6 +47,16 @@ type dryRunEnv struct {
 	closed  bool
 }
 
+// dryDatabases returns where a dry run builds the seeded SQLite databases
+// whose file does not exist yet (<dir>/databases), or "" outside a dry run:
+// a dry run creates nothing outside its folder.
+func (e *scriptEnv) dryDatabases() string {
+	if e == nil || e.dry == nil {
+		return ""
+	}
+	return filepath.Join(e.dry.dir, "databases")
+}
+
 // dryRunStateDir is the overlay's folder inside the dry-run folder.
 const dryRunStateDir = "state"
 

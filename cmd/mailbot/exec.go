@@ -338,7 +338,7 @@ func (m *Main) prepareScripts(cfg *Config, logger *slog.Logger, dry *dryRunFlag,
 			return fail(err)
 		}
 		opts.SMTP.Accounts, opts.SMTP.DefaultAccount = accounts, cfg.DefaultAccount
-		env.sql = cfg.sqlSet(m.lookupEnv)
+		env.sql = cfg.sqlSetSeeded(m.lookupEnv, env.dryDatabases(), false)
 		opts.SQL = env.sql
 
 		// The outbox behind mail.send. A dry run gets its own in the

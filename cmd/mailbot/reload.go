@@ -232,7 +232,7 @@ func (m *Main) reloadOptions(cfg *Config, env *scriptEnv, logger *slog.Logger) (
 		return opts, err
 	}
 	opts.SMTP.Accounts, opts.SMTP.DefaultAccount = accounts, cfg.DefaultAccount
-	opts.SQL = cfg.sqlSet(m.lookupEnv)
+	opts.SQL = cfg.sqlSetSeeded(m.lookupEnv, env.dryDatabases(), false)
 	return opts, nil
 }
 

@@ -76,7 +76,7 @@ func TestExamplesCheck(t *testing.T) {
 	t.Parallel()
 	dir := copyExamples(t)
 	r := mailbot(t, dir, nil, "check", "-c", "mailbot.yaml")
-	if r.code != 0 || !strings.Contains(r.stdout, "ok (1 account(s), 4 script(s))") {
+	if r.code != 0 || !strings.Contains(r.stdout, "ok (1 account(s), 5 script(s))") {
 		t.Fatalf("the example config should check clean: %v", r)
 	}
 }
@@ -227,6 +227,25 @@ func TestRun(t *testing.T) {
 		if _, ok := msgs[s]; !ok {
 			t.Errorf("missing message %q", s)
 		}
+	}
+	// The sales report goes out at start: chart inline, CSV and XLSX
+	// attached, from the SQLite database built from its seed.
+	const salesSubject = "Sales report: 2026-11-09 to 2026-12-06"
+	msgs = waitFor("the sales report", func(m map[string][]byte) bool { _, ok := m[salesSubject]; return ok })
+	sales := msgs[salesSubject]
+	if png, ok := attachment(t, sales, "revenue.png"); !ok || !(bytes.HasPrefix(png, []byte("\x89PNG")) || bytes.HasPrefix(png, []byte("iVBORw0KGgo"))) {
+		t.Errorf("the sales report has no PNG chart (found %v)", ok)
+	}
+	for _, name := range []string{"sales-2026-12-06.csv", "sales-2026-12-06.xlsx"} {
+		if _, ok := attachment(t, sales, name); !ok {
+			t.Errorf("the sales report has no %s", name)
+		}
+	}
+	if !bytes.Contains(sales, []byte("cid:revenue-chart")) || !bytes.Contains(sales, []byte("<revenue-chart>")) {
+		t.Errorf("the sales report's HTML does not show the chart inline")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "var", "sales.db")); err != nil {
+		t.Errorf("the example database was not created from its seed: %v", err)
 	}
 	if _, ok := msgs["smtp-raw: step by step"]; ok {
 		t.Errorf("smtp-raw.lua must not send under run")

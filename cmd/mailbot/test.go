@@ -75,7 +75,16 @@ func (m *Main) cmdTest(ctx context.Context, args []string) int {
 	if cfg != nil {
 		opts.ScriptsDir = cfg.Resolve(cfg.ScriptsDir)
 		cfg.applySandbox(&opts.Lua)
-		opts.Lua.SQL = cfg.sqlSet(m.lookupEnv)
+		// Seeded SQLite databases start from their seed in every run of
+		// the tests, in a folder of their own: tests see the data the
+		// script was written against and change no real file.
+		seedDir, err := os.MkdirTemp("", "mailbot-test-db-")
+		if err != nil {
+			fmt.Fprintf(m.Stderr, "mailbot test: %v\n", err)
+			return exitFailure
+		}
+		defer os.RemoveAll(seedDir)
+		opts.Lua.SQL = cfg.sqlSetSeeded(m.lookupEnv, seedDir, true)
 		defer opts.Lua.SQL.Close()
 		cfg.applyHTTPClient(&opts.Lua)
 		if cfg.Timezone != "" {

@@ -24,7 +24,7 @@ func TestExampleScriptTests(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("mailbot test on the examples: %v", r)
 	}
-	for _, f := range []string{"daily-report_test.lua", "drop-notify_test.lua", "healthcheck_test.lua"} {
+	for _, f := range []string{"daily-report_test.lua", "drop-notify_test.lua", "healthcheck_test.lua", "sales-report_test.lua"} {
 		if !strings.Contains(r.stdout, "ok  \texamples/scripts/"+f+"\t") {
 			t.Errorf("no ok line for %s:\n%s", f, r.stdout)
 		}
@@ -56,7 +56,7 @@ func TestExampleScriptTests(t *testing.T) {
 	if err := xml.Unmarshal(data, &doc); err != nil {
 		t.Fatalf("junit: %v\n%s", err, data)
 	}
-	if len(doc.Suites) != 3 || doc.Fails != 0 || doc.Tests < 9 {
+	if len(doc.Suites) != 4 || doc.Fails != 0 || doc.Tests < 12 {
 		t.Errorf("junit: %d suites, %d tests, %d failures\n%s", len(doc.Suites), doc.Tests, doc.Fails, data)
 	}
 }
