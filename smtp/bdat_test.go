@@ -337,6 +337,17 @@ S: 250 ok
 			to: []string{"a@example.org"}, msg: "hi\r\n",
 		},
 		{
+			name:   "a declared BODY=BINARYMIME the server does not offer: nothing sent",
+			script: chunking + quitScript,
+			to:     []string{"a@example.org"}, msg: "a\x00b", opts: &smtp.SendOptions{MailParams: []string{"BODY=BINARYMIME"}},
+			check: func(t *testing.T, refused smtp.Refusals, rep smtp.Reply, err error) {
+				var ns *smtp.NotSupportedError
+				if !errors.As(err, &ns) || ns.Extension != "BINARYMIME" {
+					t.Errorf("err = %v, want *NotSupportedError for BINARYMIME", err)
+				}
+			},
+		},
+		{
 			name: "an empty message is BDAT 0 LAST",
 			script: chunking + `C: MAIL FROM:<bot@example.org> SIZE=0
 C: RCPT TO:<a@example.org>
