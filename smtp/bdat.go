@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -153,18 +154,21 @@ type bdatTx struct {
 	// the last byte of the LAST chunk: once the connection has taken
 	// that byte, the server may deliver the message.
 	lastEnd int64
-	replies int // replies expected, LMTP's per-recipient ones counted as one each
+	replies int // replies expected
 }
 
 // chunker runs a chunked batch: it writes transactions while fewer than
 // the window are in flight and reads the oldest one's replies otherwise.
 type chunker struct {
-	c       *Client
-	ctx     context.Context
-	res     []BatchResult
-	report  func(upTo int)
-	window  int
-	queued  int64 // bytes handed to c.w since the batch began
+	c      *Client
+	ctx    context.Context
+	res    []BatchResult
+	report func(upTo int)
+	window int
+	queued int64 // bytes c.w took since the batch began
+	// werr records that a write failed: the connection is broken, and
+	// nothing written from then on reached the server.
+	werr    bool
 	flight  []bdatTx
 	pending int // replies expected for flight
 	// dirty means a failed transaction may have been left open on the
@@ -259,6 +263,10 @@ func (c *Client) batchChunked(ctx context.Context, msgs []Outgoing, res []BatchR
 			}
 		}
 		e.write(i, from, to, m.Data, mailParams, rcptParams, mode, size, chunks)
+		if e.werr && !e.drain(0) {
+			e.abort(i + 1)
+			return res
+		}
 	}
 	if e.broken == nil {
 		e.drain(0)
@@ -284,14 +292,20 @@ func (e *chunker) rset() {
 
 func (e *chunker) line(s string) {
 	e.c.debug.client(s)
-	n, _ := e.c.w.WriteString(s)
-	m, _ := e.c.w.WriteString("\r\n")
-	e.queued += int64(n + m)
+	e.putString(s)
+	e.putString("\r\n")
+}
+
+func (e *chunker) putString(s string) {
+	n, err := e.c.w.WriteString(s)
+	e.queued += int64(n)
+	e.werr = e.werr || err != nil
 }
 
 func (e *chunker) put(b []byte) {
-	n, _ := e.c.w.Write(b)
+	n, err := e.c.w.Write(b)
 	e.queued += int64(n)
+	e.werr = e.werr || err != nil
 }
 
 // putCRLF writes seg with every bare CR and bare LF made CRLF, in runs.
@@ -368,9 +382,16 @@ func (e *chunker) write(i int, from string, to []string, msg []byte, mailParams 
 		start = end
 	}
 	tx.lastEnd = e.queued
+	if e.werr {
+		// Part of the message, at least, never left.
+		tx.lastEnd = math.MaxInt64
+	}
 	tx.replies = 2 + len(to) + chunks
 	if tx.rset {
 		tx.replies++
+	}
+	if c.lmtp {
+		tx.replies += len(to) - 1 // one per recipient after LAST
 	}
 	e.flight = append(e.flight, tx)
 	e.pending += tx.replies
