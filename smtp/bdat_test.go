@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailbot/mailbot/smtp"
 	"github.com/mailbot/mailbot/smtp/smtptest"
@@ -212,6 +213,25 @@ S: 250 ok
 				var uo *smtp.UnknownOutcomeError
 				if !errors.As(err, &uo) {
 					t.Errorf("err = %v, want *UnknownOutcomeError", err)
+				}
+			},
+		},
+		{
+			name:  "no verdict within DataTimeout after LAST: a timeout, the outcome unknown",
+			setup: func(c *smtp.Client) { c.DataTimeout = 200 * time.Millisecond },
+			script: chunking + `C~ ^MAIL
+C: RCPT TO:<a@example.org>
+C~ ^BDAT \d+ LAST$
+! chunk
+S: 250 ok
+S: 250 ok
+! hang
+`,
+			to: []string{"a@example.org"}, msg: "hi\r\n",
+			check: func(t *testing.T, refused smtp.Refusals, rep smtp.Reply, err error) {
+				var uo *smtp.UnknownOutcomeError
+				if !errors.As(err, &uo) || !smtp.IsTimeout(err) {
+					t.Errorf("err = %v, want a timeout inside *UnknownOutcomeError", err)
 				}
 			},
 		},
