@@ -63,6 +63,9 @@ type Config struct {
 	// LMTP makes the server speak LMTP (RFC 2033): LHLO instead of EHLO
 	// and one DATA reply per recipient.
 	LMTP bool
+	// BinaryMIME advertises BINARYMIME (RFC 3030), so clients may send
+	// binary bodies with BDAT.
+	BinaryMIME bool
 	// MaxMessageBytes is the advertised and enforced SIZE limit. Zero
 	// means DefaultMaxMessageBytes.
 	MaxMessageBytes int64

@@ -14,7 +14,8 @@
 // SIZE (RFC 1870), STARTTLS (RFC 3207), AUTH PLAIN and LOGIN (RFC 4954,
 // RFC 4616), with [Config.OAuth2] also XOAUTH2 and OAUTHBEARER (RFC 7628)
 // checked by a token validator, SMTPUTF8 (RFC 6531), DSN (RFC 3461) and,
-// once TLS is active, REQUIRETLS (RFC 8689). In LMTP mode (RFC 2033) it greets LHLO and answers
+// once TLS is active, REQUIRETLS (RFC 8689); with [Config.BinaryMIME] also
+// BINARYMIME (RFC 3030). In LMTP mode (RFC 2033) it greets LHLO and answers
 // DATA once per recipient.
 //
 // Without a configured certificate the server generates a fresh self-signed

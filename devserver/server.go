@@ -133,6 +133,7 @@ func Start(cfg Config) (*Server, error) {
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = true
 	srv.EnableREQUIRETLS = true
+	srv.EnableBINARYMIME = cfg.BinaryMIME
 	srv.ErrorLog = slogPrinter{cfg.Logger}
 	s.smtp = srv
 

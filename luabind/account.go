@@ -50,7 +50,7 @@ func (a Account) OutboxAccount(dry *DryRun) (outbox.Account, error) {
 	}
 	cfg := &tls.Config{RootCAs: a.RootCAs}
 	d := &smtp.Dialer{TLS: mode, TLSConfig: cfg, TLSFingerprints: a.TLSFingerprints,
-		AllowInsecureAuth: a.AllowInsecureAuth}
+		AllowInsecureAuth: a.AllowInsecureAuth, NoChunking: a.NoChunking}
 	if a.Timeout > 0 {
 		d.Timeout, d.CommandTimeout = a.Timeout, a.Timeout
 	}

@@ -20,8 +20,9 @@ package luabind_test
 // sides, so the difference is the binding's CPU cost, a figure that other
 // load on the machine disturbs far less than wall-clock throughput.
 //
-// Run: go test -run='^$' -bench='Sendmail' -benchtime=2s -count=3 ./luabind
-// and compare the medians.
+// Run: go test -run='^$' -bench='Sendmail|SendBatch' -benchtime=2s -count=3 ./luabind
+// and compare the medians. BenchmarkLuaSendmailChunking and
+// BenchmarkLuaSendBatch measure the same against a sink offering CHUNKING.
 
 import (
 	"bytes"
@@ -111,7 +112,44 @@ func BenchmarkGoSendmail(b *testing.B) {
 
 // BenchmarkLuaSendmail runs c:sendmail b.N times in one Lua chunk.
 func BenchmarkLuaSendmail(b *testing.B) {
-	sink := smtptest.NewSink(b)
+	benchLua(b, smtptest.NewSink(b), luaSendmailLoop)
+}
+
+// BenchmarkLuaSendmailChunking is BenchmarkLuaSendmail against a sink that
+// offers CHUNKING: one round trip per c:sendmail instead of two.
+func BenchmarkLuaSendmailChunking(b *testing.B) {
+	benchLua(b, smtptest.NewSink(b, smtptest.WithChunking()), luaSendmailLoop)
+}
+
+// BenchmarkLuaSendBatch sends b.N messages with c:send_batch, 256 items per
+// call, to a sink that offers CHUNKING (16 messages in flight).
+func BenchmarkLuaSendBatch(b *testing.B) {
+	benchLua(b, smtptest.NewSink(b, smtptest.WithChunking()), `
+local c, from, to, msg = client, FROM, { TO }, MSG
+local items = {}
+for i = 1, 256 do items[i] = { from = from, to = to, msg = msg } end
+local left = N
+while left > 0 do
+  local k = math.min(256, left)
+  for i = k + 1, #items do items[i] = nil end
+  for i, r in ipairs(c:send_batch(items)) do
+    if not r.ok then error("item " .. i .. ": " .. tostring(r.error)) end
+  end
+  left = left - k
+end
+`)
+}
+
+const luaSendmailLoop = `
+local c, from, to, msg = client, FROM, { TO }, MSG
+for i = 1, N do
+  c:sendmail(from, to, msg)
+end
+`
+
+// benchLua runs loop (which sends N messages with the global client) once
+// with N = b.N, timed.
+func benchLua(b *testing.B, sink *smtptest.Sink, loopSrc string) {
 	msg := benchMessage(1024)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -140,12 +178,7 @@ local smtp = require("smtp")
 client = smtp.connect{ host = "127.0.0.1", port = PORT, tls = "none" }
 client:ehlo_or_helo_if_needed()
 `)
-	loop, err := luabind.CompileString(`
-local c, from, to, msg = client, FROM, { TO }, MSG
-for i = 1, N do
-  c:sendmail(from, to, msg)
-end
-`, "loop")
+	loop, err := luabind.CompileString(loopSrc, "loop")
 	if err != nil {
 		b.Fatal(err)
 	}

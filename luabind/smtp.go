@@ -55,6 +55,9 @@ type Account struct {
 	// Fallback names the accounts the outbox tries next when this one
 	// cannot be reached or refuses the session before DATA (outbox only).
 	Fallback []string
+	// NoChunking sends messages with DATA even when the server offers
+	// CHUNKING (BDAT), for scripts' connections and the outbox alike.
+	NoChunking bool
 }
 
 // SMTPOptions configures the Lua smtp module. The zero value is usable.
@@ -178,6 +181,7 @@ func registerSMTPTypes(L *lua.LState, opts *SMTPOptions) {
 		"login":                  clientLogin,
 		"sendmail":               clientSendmail,
 		"send_message":           clientSendMessage,
+		"send_batch":             clientSendBatch,
 		"mail":                   clientMail,
 		"rcpt":                   clientRcpt,
 		"data":                   clientData,
@@ -423,6 +427,7 @@ func configureClient(L *lua.LState, opts *SMTPOptions, lc *luaClient, t *lua.LTa
 		}
 		d.AllowInsecureAuth = a.AllowInsecureAuth
 		d.TLSFingerprints = a.TLSFingerprints
+		d.NoChunking = a.NoChunking
 		if a.RootCAs != nil {
 			tlsCfg.RootCAs = a.RootCAs
 		}
@@ -877,6 +882,12 @@ func sendOptions(L *lua.LState, n int) *smtp.SendOptions {
 		d.OriginalRecipient = lua.LVAsBool(L.GetField(dt, "orcpt"))
 		o.DSN = d
 	}
+	if v := L.GetField(t, "chunking"); v != lua.LNil {
+		if _, ok := v.(lua.LBool); !ok {
+			L.RaiseError("chunking must be a boolean")
+		}
+		o.NoChunking = !lua.LVAsBool(v)
+	}
 	return o
 }
 
@@ -1318,7 +1329,13 @@ func SMTPErrorKind(err error) string {
 
 // raiseSMTP raises err as a structured Lua error table.
 func raiseSMTP(L *lua.LState, err error) {
-	t := L.NewTable()
+	L.Error(smtpErrorTable(L, err), 0)
+}
+
+// smtpErrorTable returns err as the structured error table raiseSMTP
+// raises (c:send_batch returns it in a failed item's result).
+func smtpErrorTable(L *lua.LState, err error) *lua.LTable {
+	t := L.CreateTable(0, 8)
 	detail := strings.TrimPrefix(err.Error(), "smtp: ")
 	t.RawSetString("kind", lua.LString(SMTPErrorKind(err)))
 	t.RawSetString("message", lua.LString(detail))
@@ -1370,7 +1387,7 @@ func raiseSMTP(L *lua.LState, err error) {
 	mt.RawSetString("__tostring", L.GetField(L.GetTypeMetatable(smtpErrorTypeName), "__tostring"))
 	mt.RawSetString(errorDetailKey, lua.LString(detail))
 	L.SetMetatable(t, mt)
-	L.Error(t, 0)
+	return t
 }
 
 // DescribeError renders a script error for logs and terminals. Errors

@@ -318,6 +318,11 @@ func (w *worker) connect(ctx context.Context) error {
 		}
 		w.user = w.acct.Username
 	}
+	// With CHUNKING, SendBatch could keep several messages in flight;
+	// one at a time keeps the duplicate window at one message (see "The
+	// duplicate window" in doc.go) and still costs one round trip per
+	// message.
+	c.BatchWindow = 1
 	w.c = c
 	w.observeSession(nil)
 	return nil

@@ -97,7 +97,9 @@
 // (microseconds, with no I/O in between) re-sends that one message after
 // restart; so does one whose final dot went out but whose reply never came
 // back. Messages are sent in batches with smtp.Client.SendBatch, but each
-// is marked as its own 250 arrives, so the window stays one message wide.
+// is marked as its own 250 arrives, so the window stays one message wide
+// (with CHUNKING too: the session's BatchWindow is 1, so the next message
+// leaves only once the previous one is answered, one round trip each).
 // To keep the delivery path free of per-message flushes, the directories
 // are flushed every 256 deliveries and whenever a worker runs out of due
 // work, so a power failure (not a process crash) may re-send the messages

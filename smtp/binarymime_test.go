@@ -10,7 +10,7 @@ import (
 
 // TestBinaryMIMERefusedWithDATA checks that BODY=BINARYMIME, which RFC 3030
 // allows only with BDAT, is refused before anything is sent on every path
-// that starts a transaction, even when the server offers it.
+// that would end the transaction with DATA, even when the server offers it.
 func TestBinaryMIMERefusedWithDATA(t *testing.T) {
 	const script = "S: 220 x\nC: EHLO localhost\nS: 250-x\nS: 250-8BITMIME\nS: 250-CHUNKING\nS: 250-PIPELINING\nS: 250 BINARYMIME\nC: QUIT\nS: 221 bye\n"
 	msg := []byte("x\r\n")
@@ -21,7 +21,7 @@ func TestBinaryMIMERefusedWithDATA(t *testing.T) {
 		{"Mail", func(c *smtp.Client) error { return c.Mail(ctx, "a@example.org", "BODY=BINARYMIME") }},
 		{"Mail, lower case", func(c *smtp.Client) error { return c.Mail(ctx, "a@example.org", "body=binarymime") }},
 		{"SendMail", func(c *smtp.Client) error {
-			_, err := c.SendMail(ctx, "a@example.org", []string{"b@example.org"}, msg, &smtp.SendOptions{MailParams: []string{"BODY=BINARYMIME"}})
+			_, err := c.SendMail(ctx, "a@example.org", []string{"b@example.org"}, msg, &smtp.SendOptions{MailParams: []string{"BODY=BINARYMIME"}, NoChunking: true})
 			return err
 		}},
 		{"SendMail, lockstep", func(c *smtp.Client) error {
@@ -30,7 +30,7 @@ func TestBinaryMIMERefusedWithDATA(t *testing.T) {
 		}},
 		{"SendBatch", func(c *smtp.Client) error {
 			return c.SendBatch(ctx, []smtp.Outgoing{{From: "a@example.org", To: []string{"b@example.org"}, Data: msg,
-				Opts: &smtp.SendOptions{MailParams: []string{"BODY=BINARYMIME"}}}}, nil)[0].Err
+				Opts: &smtp.SendOptions{MailParams: []string{"BODY=BINARYMIME"}, NoChunking: true}}}, nil)[0].Err
 		}},
 	}
 	for _, tc := range tests {

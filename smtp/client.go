@@ -34,6 +34,16 @@ type Client struct {
 	AllowInsecureAuth bool
 	// LocalName is the name sent with EHLO, HELO and LHLO.
 	LocalName string
+	// NoChunking makes SendMail and SendBatch use DATA even when the
+	// server offers CHUNKING (RFC 3030 BDAT), for a server whose BDAT is
+	// broken.
+	NoChunking bool
+	// BatchWindow is how many messages SendBatch keeps on the wire with
+	// BDAT before reading the oldest one's replies; 0 means
+	// DefaultBatchWindow, 1 sends one message per round trip. A larger
+	// window hides more latency and puts more messages at risk of being
+	// sent twice after a crash (see SendBatch).
+	BatchWindow int
 
 	conn       net.Conn
 	r          *bufio.Reader

@@ -85,6 +85,9 @@ type Dialer struct {
 	// LMTP speaks LMTP (RFC 2033): LHLO, and one reply per recipient
 	// after the message.
 	LMTP bool
+	// NoChunking sets Client.NoChunking: messages go with DATA even
+	// when the server offers CHUNKING.
+	NoChunking bool
 	// Debug receives a transcript of the conversation, with AUTH payloads
 	// redacted; DebugBody adds message bodies to it.
 	Debug     io.Writer
@@ -107,6 +110,7 @@ func (d *Dialer) configure(c *Client) {
 	}
 	c.AllowInsecureAuth = d.AllowInsecureAuth
 	c.lmtp = d.LMTP
+	c.NoChunking = d.NoChunking
 	c.pins = d.TLSFingerprints
 	if d.Debug != nil {
 		c.SetDebug(d.Debug, d.DebugBody)

@@ -26,14 +26,19 @@
 //     xtext-encoded ENVID/ORCPT and per-recipient NOTIFY, REQUIRETLS
 //     (RFC 8689), enhanced status codes (RFC 3463), AUTH (RFC 4954) with
 //     SCRAM-SHA-256 (SASLprep, RFC 4013), CRAM-MD5, PLAIN, LOGIN,
-//     XOAUTH2 and OAUTHBEARER (RFC 7628), LMTP (RFC 2033);
-//     BODY=BINARYMIME is refused (ErrBinaryMIME) until BDAT is implemented;
+//     XOAUTH2 and OAUTHBEARER (RFC 7628), LMTP (RFC 2033), CHUNKING and
+//     BINARYMIME (RFC 3030): with CHUNKING and PIPELINING offered, a
+//     message is MAIL, RCPT and BDAT chunks in one write, one round trip
+//     (Client.NoChunking and SendOptions.NoChunking turn it off); a
+//     transaction that ends with DATA refuses BODY=BINARYMIME
+//     (ErrBinaryMIME);
 //   - LoginOAuth2, which takes access tokens from a TokenSource, decodes
 //     the server's JSON error when it refuses one, refreshes once and
 //     retries once;
-//   - SendBatch, which sends the next message's envelope together with the
-//     previous message's final dot (RFC 2920 §3.1): one round trip per
-//     message instead of two;
+//   - SendBatch, which with CHUNKING keeps a window of messages on the
+//     wire (Client.BatchWindow, default 16) and with DATA sends the next
+//     message's envelope together with the previous message's final dot
+//     (RFC 2920 §3.1): one round trip per message instead of two;
 //   - a debug transcript with AUTH payloads redacted and message bodies
 //     summarised.
 //

@@ -30,7 +30,8 @@ import (
 // Only the client's reply reader constructs it.
 type SMTPError struct {
 	// Command is the verb that got the reply: "MAIL", "RCPT", "DATA", "."
-	// (the end of the message), "AUTH", "EHLO", "greeting", ...
+	// (the end of the message: the final dot, or BDAT LAST), "BDAT" (a
+	// chunk before the last), "AUTH", "EHLO", "greeting", ...
 	Command string
 	// Code is the three-digit reply code.
 	Code int

@@ -2,17 +2,21 @@ package smtp
 
 // Fuzz tests for the pure parts of the client that hostile or broken peers
 // and callers reach directly: the reply reader (every byte a server sends),
-// the EHLO keyword parser, and the DATA encoder (every byte a caller sends,
-// where a slip means a smuggled command or a corrupted message).
+// the EHLO keyword parser, the DATA encoder (every byte a caller sends,
+// where a slip means a smuggled command or a corrupted message), and the
+// reading of a chunked batch's replies.
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"net"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzReadReply feeds raw server bytes to readReply, reading replies until
@@ -280,4 +284,89 @@ func fuzzNormaliseCRLF(p []byte) []byte {
 		}
 	}
 	return out
+}
+
+// scriptConn is a net.Conn whose peer says the bytes of r and then hangs
+// up, and swallows whatever the client writes: a server that answers
+// without listening.
+type scriptConn struct {
+	r *bytes.Reader
+}
+
+func (s *scriptConn) Read(p []byte) (int, error)       { return s.r.Read(p) }
+func (s *scriptConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (s *scriptConn) Close() error                     { return nil }
+func (s *scriptConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+func (s *scriptConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25} }
+func (s *scriptConn) SetDeadline(time.Time) error      { return nil }
+func (s *scriptConn) SetReadDeadline(time.Time) error  { return nil }
+func (s *scriptConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzBDATReplies feeds arbitrary server replies to a chunked SendBatch
+// (PIPELINING and CHUNKING offered, SMTP or LMTP, several messages in a
+// window, one of them in several chunks) and checks that every message
+// gets a verdict that agrees with itself: accepted with a 250, or failed
+// with no reply; and that once the connection is gone nothing after it is
+// reported accepted.
+func FuzzBDATReplies(f *testing.F) {
+	ok3 := "250 ok\r\n250 ok\r\n250 2.0.0 queued\r\n"
+	for _, seed := range []string{
+		ok3 + "250 ok\r\n" + ok3 + "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n",
+		"250 ok\r\n550 no\r\n554 no valid recipients\r\n250 ok\r\n",
+		"553 sender\r\n503 need MAIL\r\n503 need MAIL\r\n",
+		"250 ok\r\n250 ok\r\n552 too big\r\n",
+		"250 ok\r\n250 ok\r\n421 closing\r\n",
+		"250 ok\r\n250 ok\r\n",
+		"250 ok\r\n250 ok\r\n250-a\r\n250 b\r\n451 later\r\n",
+		"2500 odd\r\n",
+		"",
+	} {
+		f.Add([]byte(seed), false, uint8(16))
+		f.Add([]byte(seed), true, uint8(1))
+	}
+	f.Fuzz(func(t *testing.T, replies []byte, lmtp bool, window uint8) {
+		hello := "220 x\r\n250-x\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 SIZE\r\n"
+		conn := &scriptConn{r: bytes.NewReader(append([]byte(hello), replies...))}
+		c, err := NewClient(conn, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.lmtp = lmtp
+		c.BatchWindow = int(window % 20)
+		msgs := []Outgoing{
+			{From: "a@x", To: []string{"b@x"}, Data: []byte("one\r\n")},
+			{From: "a@x", To: []string{"b@x", "c@x"}, Data: []byte("two\nlines\n"), Opts: &SendOptions{ChunkSize: 4}},
+			{From: "a@x", To: []string{"d@x"}, Data: []byte("three")},
+		}
+		res := c.SendBatch(context.Background(), msgs, nil)
+		if len(res) != len(msgs) {
+			t.Fatalf("%d results for %d messages", len(res), len(msgs))
+		}
+		gone := false
+		for i, r := range res {
+			if r.Err == nil {
+				if gone {
+					t.Fatalf("message %d accepted after the connection failed: %+v", i, res)
+				}
+				if r.Reply.Code != 250 {
+					t.Fatalf("message %d accepted with reply %d", i, r.Reply.Code)
+				}
+				for addr, e := range r.Refused {
+					if e == nil || e.Code == 250 || e.Code == 251 {
+						t.Fatalf("message %d: %s listed refused with %v", i, addr, e)
+					}
+				}
+				continue
+			}
+			if r.Reply.Code != 0 {
+				t.Fatalf("message %d failed (%v) but has reply %d", i, r.Err, r.Reply.Code)
+			}
+			var uo *UnknownOutcomeError
+			var de *DisconnectedError
+			var pe *ProtocolError
+			if errors.As(r.Err, &uo) || errors.As(r.Err, &de) || errors.As(r.Err, &pe) {
+				gone = true
+			}
+		}
+	})
 }

@@ -31,11 +31,6 @@ var paramExtension = map[string]string{
 // nothing is sent blindly after a HELO fallback or to a server without the
 // extension.
 func (c *Client) checkParams(cmd string, params []string) error {
-	if cmd == "MAIL" {
-		if err := refuseWithDATA(params); err != nil {
-			return err
-		}
-	}
 	for _, p := range params {
 		if err := validateLine(p); err != nil {
 			return err
@@ -68,16 +63,19 @@ func (c *Client) checkParams(cmd string, params []string) error {
 	return nil
 }
 
-// ErrBinaryMIME is returned for a transaction declared BODY=BINARYMIME:
-// RFC 3030 §3 requires such a message to be sent with BDAT, and this client
-// sends messages with DATA only. Nothing was sent for the transaction.
-var ErrBinaryMIME = errors.New("smtp: BODY=BINARYMIME needs BDAT (RFC 3030 §3), which this client does not implement yet; " +
+// ErrBinaryMIME is returned for a transaction declared BODY=BINARYMIME that
+// would end with DATA: RFC 3030 §3 requires such a message to be sent with
+// BDAT, which SendMail and SendBatch use only when the server offers
+// CHUNKING and PIPELINING and chunking is not turned off (and which Mail,
+// the step-by-step path that ends with Data, never uses). Nothing was sent
+// for the transaction.
+var ErrBinaryMIME = errors.New("smtp: BODY=BINARYMIME needs BDAT (RFC 3030 §3), and this transaction would end with DATA " +
+	"(the server lacks CHUNKING or PIPELINING, chunking is off, or the message is sent step by step); " +
 	"send the message as 7bit or BODY=8BITMIME, with binary parts base64-encoded")
 
 // refuseWithDATA is the one check of what a message sent with DATA cannot
-// declare, made on the MAIL parameters before anything is sent. When BDAT
-// (CHUNKING) is implemented, it applies only to transactions that end with
-// DATA.
+// declare, made on the MAIL parameters before anything is sent. It applies
+// only to transactions that end with DATA.
 func refuseWithDATA(mailParams []string) error {
 	for _, p := range mailParams {
 		kw, val, _ := strings.Cut(p, "=")
@@ -149,6 +147,10 @@ func (c *Client) Mail(ctx context.Context, from string, params ...string) error 
 	}
 	if !isASCII(from) && !hasParam(params, "SMTPUTF8") {
 		params = append(params[:len(params):len(params)], "SMTPUTF8")
+	}
+	// A transaction begun with Mail ends with Data.
+	if err := refuseWithDATA(params); err != nil {
+		return err
 	}
 	if err := c.checkParams("MAIL", params); err != nil {
 		return err
@@ -239,6 +241,11 @@ type SendOptions struct {
 	// NoPipelining sends MAIL, RCPT and DATA in lockstep even when the
 	// server offers PIPELINING.
 	NoPipelining bool
+	// NoChunking sends the message with DATA even when the server offers
+	// CHUNKING (see Client.NoChunking for the whole session).
+	NoChunking bool
+	// ChunkSize is the largest BDAT chunk; 0 means DefaultChunkSize.
+	ChunkSize int
 }
 
 // xtext encodes a DSN value (RFC 3461 §4): "+", "=" and characters outside
@@ -274,12 +281,25 @@ func utf8AddrXtext(s string) string {
 // envelope computes the MAIL and RCPT parameters of one message. Everything
 // is decided per message: nothing (SMTPUTF8 in particular) carries over from
 // the previous transaction.
-func (c *Client) envelope(from string, to []string, msg []byte, o *SendOptions) (mailParams []string, rcptParams [][]string, err error) {
+func (c *Client) envelope(from string, to []string, msg []byte, o *SendOptions, mode bodyMode) (mailParams []string, rcptParams [][]string, err error) {
 	mailParams = append(mailParams, o.MailParams...)
-	if c.HasExtension("SIZE") && !hasParam(mailParams, "SIZE") {
-		mailParams = append(mailParams, "SIZE="+strconv.Itoa(wireSize(msg)))
+	if mode == bodyData {
+		if err := refuseWithDATA(mailParams); err != nil {
+			return nil, nil, err
+		}
 	}
-	if c.HasExtension("8BITMIME") && !hasParam(mailParams, "BODY") && has8bit(msg) {
+	if c.HasExtension("SIZE") && !hasParam(mailParams, "SIZE") {
+		size := wireSize(msg)
+		if mode == bodyBinary {
+			size = len(msg) // sent as it is
+		}
+		mailParams = append(mailParams, "SIZE="+strconv.Itoa(size))
+	}
+	switch {
+	case hasParam(mailParams, "BODY"):
+	case mode == bodyBinary:
+		mailParams = append(mailParams, "BODY=BINARYMIME")
+	case c.HasExtension("8BITMIME") && has8bit(msg):
 		mailParams = append(mailParams, "BODY=8BITMIME")
 	}
 	needUTF8 := !isASCII(from)
@@ -373,7 +393,7 @@ func (c *Client) SendMailReply(ctx context.Context, from string, to []string, ms
 		r := c.SendBatch(ctx, []Outgoing{{From: from, To: to, Data: msg, Opts: opts}}, nil)[0]
 		return r.Refused, r.Reply, r.Err
 	}
-	mailParams, rcptParams, err := c.envelope(from, to, msg, opts)
+	mailParams, rcptParams, err := c.envelope(from, to, msg, opts, bodyData)
 	if err != nil {
 		return nil, Reply{}, err
 	}
@@ -478,22 +498,33 @@ type BatchResult struct {
 }
 
 // SendBatch sends several messages over the session, like SendMail for
-// each, but with PIPELINING it also overlaps messages: the next message's
-// MAIL, RCPT and DATA go out right after the previous message's final dot,
-// and both answers come back in one round trip (RFC 2920 §3.1 allows this:
-// a transaction ends with its dot whatever the reply). A batch therefore
-// costs one round trip per message instead of two. Without PIPELINING, or
-// for LMTP, the messages are sent one after the other with SendMail.
+// each, but with PIPELINING it also overlaps messages.
 //
-// Each message gets its own result. When the connection fails, the message
-// whose dot was sent but not answered gets an *UnknownOutcomeError, and the
-// messages not sent yet get the connection's error (not delivered). Data
-// is only read, never retained.
+// When the server offers CHUNKING too (and neither Client.NoChunking nor
+// the message's SendOptions.NoChunking is set), each message is MAIL, its
+// RCPTs and its body in BDAT chunks, with no reply to wait for in between,
+// and up to Client.BatchWindow messages (default DefaultBatchWindow) are
+// on the wire before the oldest one's replies are read. Every message after
+// the first one in flight starts with RSET, since the previous one may have
+// failed in a way that leaves its transaction open on the server.
 //
-// done, if not nil, is called with each message's result as soon as it is
-// known, before the batch goes on — so a caller can record "delivered" at
-// once and keep the window in which a crash causes a duplicate to one
-// message. done must not use the Client.
+// With DATA, the next message's MAIL, RCPT and DATA go out right after the
+// previous message's final dot, and both answers come back in one round
+// trip (RFC 2920 §3.1 allows this: a transaction ends with its dot
+// whatever the reply). A batch therefore costs one round trip per message
+// instead of two. Without PIPELINING the messages are sent one after the
+// other with SendMail.
+//
+// Each message gets its own result. When the connection fails, a message
+// whose end (final dot, or last BDAT chunk) was sent but not answered gets
+// an *UnknownOutcomeError, and the messages not sent in full get the
+// connection's error (not delivered). Data is only read, never retained.
+//
+// done, if not nil, is called with each message's result, in order, as
+// soon as it is known, before the batch goes on — so a caller can record
+// "delivered" at once. A crash can then cause duplicates only of the
+// messages in flight: one with DATA, up to BatchWindow with CHUNKING.
+// done must not use the Client.
 func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int, r BatchResult)) []BatchResult {
 	res := make([]BatchResult, len(msgs))
 	reported := 0 // results[:reported] were passed to done
@@ -516,6 +547,15 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 		}
 		return res
 	}
+	if c.chunkingOn() {
+		return c.batchChunked(ctx, msgs, res, report)
+	}
+	return c.batchData(ctx, msgs, res, report)
+}
+
+// batchData is SendBatch over PIPELINING with DATA: each message's final
+// dot leaves with the next message's envelope.
+func (c *Client) batchData(ctx context.Context, msgs []Outgoing, res []BatchResult, report func(upTo int)) []BatchResult {
 	end, err := c.begin(ctx, "MAIL")
 	if err != nil {
 		for i := range res {
@@ -598,7 +638,7 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 			continue
 		}
 		m.From, m.To = from, to
-		mailParams, rcptParams, err := c.envelope(m.From, m.To, m.Data, opts)
+		mailParams, rcptParams, err := c.envelope(m.From, m.To, m.Data, opts, bodyData)
 		if err != nil {
 			res[i].Err = err
 			continue

@@ -58,3 +58,15 @@ func (t *transcript) body(n int64, lines int64, raw []byte) {
 	fmt.Fprintf(t.w, "C: <message body: %d bytes, %d lines>\n", n, lines)
 	fmt.Fprintf(t.w, "C: .\n")
 }
+
+// chunk records one BDAT chunk of n bytes (raw is its source, before line
+// ends are made CRLF), summarised unless showBody.
+func (t *transcript) chunk(n int, raw []byte) {
+	if t == nil {
+		return
+	}
+	if t.showBody && raw != nil {
+		fmt.Fprintf(t.w, "C: %s\n", strconv.Quote(string(raw)))
+	}
+	fmt.Fprintf(t.w, "C: <chunk: %d bytes>\n", n)
+}

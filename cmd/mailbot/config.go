@@ -121,6 +121,9 @@ type AccountConfig struct {
 	// OAuth2, when present, makes the account log in with OAuth2 access
 	// tokens that mailbot obtains and refreshes (see config_oauth.go).
 	OAuth2 *OAuth2Config `yaml:"oauth2"`
+	// Chunking: false sends with DATA even when the server offers
+	// CHUNKING (see config_chunking.go).
+	Chunking *bool `yaml:"chunking"`
 }
 
 // DevServerConfig configures the embedded development mail server.

@@ -333,16 +333,20 @@ func (c *capture) Close() error {
 }
 
 // transcriptBuf collects one connection's "C: "/"S: " lines and spots the
-// end of each message: a positive server reply right after "C: ." (or the
-// last BDAT chunk), which carries the message's queue ID.
+// end of each message: the positive server reply to "C: ." (or to the last
+// BDAT chunk), which carries the message's queue ID. With PIPELINING the
+// replies follow several commands, so the client's lines wait in order
+// for theirs: each command line gets one reply.
 type transcriptBuf struct {
 	c *capture
 
-	mu       sync.Mutex
-	buf      bytes.Buffer
-	partial  []byte
-	afterDot bool
-	last     string // base name of the last message this connection sent
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	partial []byte
+	// waiting holds, for each command sent and not answered yet, whether
+	// it ended a message.
+	waiting []bool
+	last    string // base name of the last message this connection sent
 }
 
 func (t *transcriptBuf) Write(p []byte) (int, error) {
@@ -368,14 +372,25 @@ const queuedAs = " queued as "
 // line watches for the reply to the end of a message.
 func (t *transcriptBuf) line(line string) {
 	switch {
-	case line == "C: .", strings.HasPrefix(line, "C: BDAT ") && strings.HasSuffix(line, " LAST"):
-		t.afterDot = true
-	case t.afterDot && strings.HasPrefix(line, "S: "):
+	case strings.HasPrefix(line, "C: <message body"), strings.HasPrefix(line, "C: <chunk"),
+		strings.HasPrefix(line, `C: "`):
+		// Body summaries and bodies (debug_body) get no reply.
+	case strings.HasPrefix(line, "C: "):
+		cmd := strings.TrimPrefix(line, "C: ")
+		t.waiting = append(t.waiting, cmd == "." || strings.HasPrefix(cmd, "BDAT ") && strings.HasSuffix(cmd, " LAST"))
+	case strings.HasPrefix(line, "S: "):
 		reply := strings.TrimPrefix(line, "S: ")
 		if len(reply) >= 4 && reply[3] == '-' {
 			return // a continuation line; wait for the last one
 		}
-		t.afterDot = false
+		if len(t.waiting) == 0 {
+			return // the greeting
+		}
+		end := t.waiting[0]
+		t.waiting = t.waiting[1:]
+		if !end {
+			return
+		}
 		i := strings.LastIndex(reply, queuedAs)
 		if !strings.HasPrefix(reply, "2") || i < 0 {
 			return

@@ -664,7 +664,7 @@ func TestSendDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"meant for " + srv.Addr(), "C: STARTTLS", "C: AUTH PLAIN <redacted>", "C: MAIL FROM:<bot@example.com>", "C: ."} {
+	for _, want := range []string{"meant for " + srv.Addr(), "C: STARTTLS", "C: AUTH PLAIN <redacted>", "C: MAIL FROM:<bot@example.com>", "C: BDAT "} {
 		if !strings.Contains(string(tr), want) {
 			t.Errorf("transcript lacks %q:\n%s", want, tr)
 		}

@@ -266,6 +266,7 @@ func (m *Main) sendTarget(cfg *Config, f *sendFlags, logger *slog.Logger) (*send
 		t.oauth2, t.oauth2Mech = acc.OAuth2, acc.OAuth2Mechanism
 		t.sign = acc.Sign
 		t.dialer.AllowInsecureAuth = acc.AllowInsecureAuth
+		t.dialer.NoChunking = acc.NoChunking
 		if acc.Timeout > 0 {
 			timeout = acc.Timeout
 		}

@@ -19,6 +19,8 @@
 //	C~ ^AUTH PLAIN .+$           read one line; it must match the regexp
 //	C: *                         read any one line
 //	! data                       read a DATA body up to the "." line
+//	! chunk                      read the bytes the BDAT command just
+//	                             received announced (RFC 3030)
 //	! starttls                   upgrade to TLS (after "S: 220 ...")
 //	! close                      close the connection now
 //	! raw 250 no newline here    send bytes as given; \r \n \t \\ \xHH

@@ -29,6 +29,7 @@ const (
 	opHang                    // ! hang
 	opFlood                   // ! flood N line
 	opExpectEOF               // ! expect-eof
+	opChunk                   // ! chunk
 )
 
 // step is one parsed script line. "! drip-interval" produces no step of its
@@ -94,13 +95,13 @@ func parseScript(text string) ([]step, error) {
 		case strings.HasPrefix(line, "!"):
 			word, arg, _ := strings.Cut(strings.TrimLeft(line[1:], " \t"), " ")
 			switch word {
-			case "data", "starttls", "close", "hang", "expect-eof":
+			case "data", "starttls", "close", "hang", "expect-eof", "chunk":
 				if arg != "" {
 					return fail("%q takes no argument", word)
 				}
 				st.kind = map[string]opKind{
 					"data": opData, "starttls": opStartTLS, "close": opClose,
-					"hang": opHang, "expect-eof": opExpectEOF,
+					"hang": opHang, "expect-eof": opExpectEOF, "chunk": opChunk,
 				}[word]
 				if st.kind == opClose || st.kind == opHang {
 					terminal = lineNo

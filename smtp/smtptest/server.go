@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -144,6 +145,8 @@ type recording struct {
 	received   []string
 	transcript []string
 	data       [][]byte
+	// chunks collects the BDAT chunks of the message in progress.
+	chunks []byte
 }
 
 // NewServer parses script, starts a server on 127.0.0.1:0 that plays it
@@ -370,9 +373,10 @@ func (s *Server) Received() []string {
 	return out
 }
 
-// Data returns a copy of each DATA body captured by "! data", in order. A
-// body is returned as received: dot-stuffed, with CRLF line endings, without
-// the terminating ".\r\n" line.
+// Data returns a copy of each message body captured by "! data" or by the
+// "! chunk" of a BDAT LAST, in order. A DATA body is returned as received:
+// dot-stuffed, with CRLF line endings, without the terminating ".\r\n"
+// line. A BDAT message is its chunks joined.
 func (s *Server) Data() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -485,6 +489,8 @@ func (p *player) step(st step) (string, error) {
 		return "", nil
 	case opData:
 		return p.readData()
+	case opChunk:
+		return "", p.readChunk()
 	case opStartTLS:
 		p.s.record(p.rec, "! starttls", false)
 		if n := p.r.Buffered(); n > 0 {
@@ -613,6 +619,49 @@ func (p *player) readData() (string, error) {
 	p.rec.data = append(p.rec.data, body)
 	p.s.mu.Unlock()
 	return "", nil
+}
+
+// ErrNotBDAT means "! chunk" followed a line that is not a BDAT command.
+var ErrNotBDAT = errors.New(`"! chunk" must follow a "BDAT <size> [LAST]" line`)
+
+// readChunk reads the chunk announced by the last line received, which
+// must be "BDAT <size>" or "BDAT <size> LAST". A LAST chunk completes a
+// message, which [Server.Data] then returns.
+func (p *player) readChunk() error {
+	p.s.mu.Lock()
+	var last string
+	if n := len(p.rec.received); n > 0 {
+		last = p.rec.received[n-1]
+	}
+	p.s.mu.Unlock()
+	f := strings.Fields(last)
+	if len(f) < 2 || len(f) > 3 || !strings.EqualFold(f[0], "BDAT") || len(f) == 3 && !strings.EqualFold(f[2], "LAST") {
+		return fmt.Errorf("%w, got %q", ErrNotBDAT, last)
+	}
+	size, err := strconv.ParseUint(f[1], 10, 31)
+	if err != nil {
+		return fmt.Errorf("%w: bad size in %q", ErrNotBDAT, last)
+	}
+	if len(p.rec.chunks)+int(size) > MaxDataSize {
+		return ErrDataTooLarge
+	}
+	buf := make([]byte, size)
+	_ = p.conn.SetReadDeadline(time.Now().Add(p.s.cfg.readTimeout))
+	if _, err := io.ReadFull(p.r, buf); err != nil {
+		if isClosed(err) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("read BDAT chunk: %w", ErrUnexpectedEOF)
+		}
+		return fmt.Errorf("read BDAT chunk: %w", err)
+	}
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	p.rec.transcript = append(p.rec.transcript, fmt.Sprintf("! chunk %d", size))
+	p.rec.chunks = append(p.rec.chunks, buf...)
+	if len(f) == 3 {
+		p.rec.data = append(p.rec.data, p.rec.chunks)
+		p.rec.chunks = nil
+	}
+	return nil
 }
 
 // startTLS runs the server side of a TLS handshake on the raw connection.

@@ -21,6 +21,7 @@ type SinkOption func(*sinkConfig)
 type sinkConfig struct {
 	noPipelining bool
 	dsn          bool
+	chunking     bool
 }
 
 // WithoutPipelining makes the sink leave PIPELINING (RFC 2920) out of its
@@ -32,12 +33,17 @@ func WithoutPipelining() SinkOption { return func(c *sinkConfig) { c.noPipelinin
 // parameters of MAIL and RCPT either way, since it ignores all parameters.
 func WithDSN() SinkOption { return func(c *sinkConfig) { c.dsn = true } }
 
+// WithChunking makes the sink advertise CHUNKING (RFC 3030) and accept
+// messages sent with BDAT as well as DATA.
+func WithChunking() SinkOption { return func(c *sinkConfig) { c.chunking = true } }
+
 // Sink is a minimal, fast ESMTP server that accepts every message and counts
 // messages and bytes. It serves any number of concurrent connections on
 // 127.0.0.1. Its EHLO reply advertises PIPELINING, 8BITMIME, SIZE,
 // ENHANCEDSTATUSCODES and SMTPUTF8 (and DSN with [WithDSN]).
 //
-// It implements EHLO, HELO, MAIL, RCPT, DATA, RSET, NOOP and QUIT, with the
+// It implements EHLO, HELO, MAIL, RCPT, DATA, BDAT (with [WithChunking]),
+// RSET, NOOP and QUIT, with the
 // command order RFC 5321 requires (503 for MAIL inside a transaction, RCPT
 // before MAIL, DATA without a recipient); other commands get 502.
 type Sink struct {
@@ -72,6 +78,9 @@ func NewSink(tb testing.TB, opts ...SinkOption) *Sink {
 	ehlo += "250-8BITMIME\r\n250-SIZE\r\n250-ENHANCEDSTATUSCODES\r\n"
 	if cfg.dsn {
 		ehlo += "250-DSN\r\n"
+	}
+	if cfg.chunking {
+		ehlo += "250-CHUNKING\r\n"
 	}
 	ehlo += "250 SMTPUTF8\r\n"
 	s := &Sink{ln: ln, ehlo: []byte(ehlo), conns: make(map[net.Conn]struct{})}
@@ -154,7 +163,29 @@ var (
 	sinkBadSeqData = []byte("503 5.5.1 Error: need RCPT command\r\n")
 	sinkNotImpl    = []byte("502 5.5.1 Error: command not implemented\r\n")
 	sinkTooLong    = []byte("500 5.5.6 Error: line too long\r\n")
+	sinkBadBDAT    = []byte("501 5.5.4 Error: want BDAT <size> [LAST]\r\n")
 )
+
+// parseBDAT reads "BDAT <size>[ LAST]\r\n".
+func parseBDAT(line []byte) (size int64, last bool, ok bool) {
+	f := bytes.Fields(line[4:])
+	if len(f) < 1 || len(f) > 2 || len(f[0]) > 10 {
+		return 0, false, false
+	}
+	for _, c := range f[0] {
+		if c < '0' || c > '9' {
+			return 0, false, false
+		}
+		size = size*10 + int64(c-'0')
+	}
+	if len(f) == 2 {
+		if !bytes.EqualFold(f[1], []byte("LAST")) {
+			return 0, false, false
+		}
+		last = true
+	}
+	return size, last, size <= 1<<30
+}
 
 // verb packs the first four bytes of a command, lower-cased, into an integer
 // so that dispatch needs neither an allocation nor a string comparison.
@@ -176,6 +207,7 @@ var (
 	vRSET = verbOf("rset")
 	vNOOP = verbOf("noop")
 	vQUIT = verbOf("quit")
+	vBDAT = verbOf("bdat")
 )
 
 // handle serves one connection. Replies are buffered and flushed only when
@@ -198,6 +230,7 @@ func (s *Sink) handle(conn net.Conn) {
 	}
 	var inMail bool
 	var rcpts int
+	var chunked int64 // BDAT bytes of the message in progress
 	for {
 		line, err := r.ReadSlice('\n')
 		if err != nil {
@@ -246,8 +279,30 @@ func (s *Sink) handle(conn net.Conn) {
 			s.bytes.Add(n)
 			inMail, rcpts = false, 0
 			out = sinkQueued
+		case vBDAT:
+			size, last, ok := parseBDAT(line)
+			if !ok {
+				out = sinkBadBDAT
+				break
+			}
+			// The chunk follows the command whatever the verdict.
+			if _, err := r.Discard(int(size)); err != nil {
+				return
+			}
+			switch {
+			case !inMail || rcpts == 0:
+				out = sinkBadSeqData
+			case last:
+				s.messages.Add(1)
+				s.bytes.Add(chunked + size)
+				inMail, rcpts, chunked = false, 0, 0
+				out = sinkQueued
+			default:
+				chunked += size
+				out = sinkOK
+			}
 		case vRSET:
-			inMail, rcpts = false, 0
+			inMail, rcpts, chunked = false, 0, 0
 			out = sinkOK
 		case vNOOP:
 			out = sinkOK
