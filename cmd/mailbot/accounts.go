@@ -128,6 +128,7 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 			AllowInsecureAuth: a.AllowInsecureAuth,
 			Concurrency:       a.Concurrency,
 			RatePerSecond:     a.RateLimit,
+			IdleTimeout:       a.IdleTimeout,
 		}
 		acc.Fallback = a.Fallback
 		if a.OAuth2 != nil {
