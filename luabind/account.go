@@ -79,7 +79,7 @@ func (a Account) OutboxAccount(dry *DryRun) (outbox.Account, error) {
 		}
 	}
 	oa := outbox.Account{Dialer: d, Addr: addr, Username: a.Username, Password: password,
-		Concurrency: a.Concurrency, RatePerSecond: a.RatePerSecond,
+		Concurrency: a.Concurrency, RatePerSecond: a.RatePerSecond, IdleTimeout: a.IdleTimeout,
 		OAuth2: a.OAuth2, OAuth2Mechanism: a.OAuth2Mechanism}
 	if dry != nil && oa.OAuth2 != nil {
 		// Nothing leaves the machine in a dry run, a token request to the

@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -719,47 +720,159 @@ func mailList(L *lua.LState, ss []string) *lua.LTable {
 // disk; delivery, with retries, happens in the background (mailbot run).
 // The envelope comes from the message; key (default: the Message-ID) makes
 // a second mail.send of the same report a no-op that returns the first id.
+//
+// mail.send({ m1, { msg = m2, key = ... }, ... } [, { account =, from =, to = }])
+// -> { { id =, duplicate = }, ... } stores a list with one flush (see
+// mailSendList).
 func mailSend(L *lua.LState, opts *MailOptions) int {
+	if t, ok := L.Get(1).(*lua.LTable); ok {
+		return mailSendList(L, opts, t)
+	}
 	m := checkMessage(L, 1)
 	o := L.OptTable(2, L.NewTable())
-	var bad string
-	o.ForEach(func(k, _ lua.LValue) {
-		switch k.String() {
-		case "account", "key", "from", "to":
-		default:
-			if bad == "" {
-				bad = k.String()
-			}
-		}
-	})
-	if bad != "" {
+	if bad := unknownField(o, "account", "key", "from", "to"); bad != "" {
 		L.RaiseError("mail.send: unknown option %q (known: account, key, from, to)", bad)
 	}
 	if opts.Outbox == nil {
 		L.RaiseError("mail.send: this host has no outbox; run the script under mailbot run or mailbot exec -c <config>, or send directly with smtp.connect")
 	}
+	env, data, err := sendEnvelope(L, opts, m, o, nil)
+	if err != nil {
+		L.RaiseError("mail.send: %v", err)
+	}
+	id, dup, err := opts.Outbox.Enqueue(runContext(L), env, data)
+	if err != nil {
+		L.RaiseError("mail.send: %v", err)
+	}
+	L.Push(lua.LString(id))
+	L.Push(lua.LBool(dup))
+	return 2
+}
+
+// mailSendList is mail.send with a list: every item is a message or a
+// table { msg = m, key =, account =, from =, to = }, and the optional
+// second argument gives account, from and to for the items that set none.
+// Every item is checked before anything is stored, so a bad item (named
+// by its index) fails the whole call with nothing queued; then all of
+// them are stored with one flush (outbox.EnqueueBatch), and the call
+// returns once every message is durable.
+func mailSendList(L *lua.LState, opts *MailOptions, list *lua.LTable) int {
+	o := L.OptTable(2, L.NewTable())
+	if lua.LVAsBool(L.GetField(o, "key")) {
+		L.RaiseError("mail.send: option \"key\" cannot apply to a whole list; give each item its own: { msg = m, key = ... }")
+	}
+	if bad := unknownField(o, "account", "from", "to"); bad != "" {
+		L.RaiseError("mail.send: unknown option %q for a list (known: account, from, to)", bad)
+	}
+	n := list.Len()
+	if bad := unknownListKey(list, n); bad != "" {
+		L.RaiseError("mail.send: the list has a non-index key %q; pass messages as { m1, m2, ... }", bad)
+	}
+	if opts.Outbox == nil {
+		L.RaiseError("mail.send: this host has no outbox; run the script under mailbot run or mailbot exec -c <config>, or send directly with smtp.connect")
+	}
+	subs := make([]outbox.Submission, n)
+	for i := 1; i <= n; i++ {
+		v := list.RawGetInt(i)
+		var (
+			m    *message.Message
+			item *lua.LTable
+		)
+		if mm, ok := messageFromValue(v); ok {
+			m = mm
+		} else if t, ok := v.(*lua.LTable); ok {
+			if bad := unknownField(t, "msg", "account", "key", "from", "to"); bad != "" {
+				L.RaiseError("mail.send: item %d: unknown field %q (known: msg, account, key, from, to)", i, bad)
+			}
+			mm, ok := messageFromValue(L.GetField(t, "msg"))
+			if !ok {
+				L.RaiseError("mail.send: item %d: field \"msg\" must be a mail.message, got %s", i, L.GetField(t, "msg").Type())
+			}
+			m, item = mm, t
+		} else {
+			L.RaiseError("mail.send: item %d: mail.message or { msg = m, key = ... } expected, got %s", i, v.Type())
+		}
+		env, data, err := sendEnvelope(L, opts, m, item, o)
+		if err != nil {
+			L.RaiseError("mail.send: item %d: %v", i, err)
+		}
+		subs[i-1] = outbox.Submission{Envelope: env, Data: data}
+	}
+	res, err := enqueueBatch(runContext(L), opts.Outbox, subs)
+	if err != nil {
+		L.RaiseError("mail.send: %v", err)
+	}
+	out := L.CreateTable(len(res), 0)
+	for _, r := range res {
+		t := L.CreateTable(0, 2)
+		t.RawSetString("id", lua.LString(r.ID))
+		t.RawSetString("duplicate", lua.LBool(r.Duplicate))
+		out.Append(t)
+	}
+	L.Push(out)
+	return 1
+}
+
+// BatchEnqueuer is an Enqueuer that stores many messages with one flush;
+// *outbox.Outbox is one. mail.send with a list uses it when the host's
+// Enqueuer has it, and calls Enqueue per message otherwise.
+type BatchEnqueuer interface {
+	EnqueueBatch(ctx context.Context, subs []outbox.Submission) ([]outbox.Enqueued, error)
+}
+
+func enqueueBatch(ctx context.Context, e Enqueuer, subs []outbox.Submission) ([]outbox.Enqueued, error) {
+	if b, ok := e.(BatchEnqueuer); ok {
+		return b.EnqueueBatch(ctx, subs)
+	}
+	res := make([]outbox.Enqueued, len(subs))
+	for i, s := range subs {
+		id, dup, err := e.Enqueue(ctx, s.Envelope, s.Data)
+		if err != nil {
+			return nil, fmt.Errorf("message %d of %d: %w", i+1, len(subs), err)
+		}
+		res[i] = outbox.Enqueued{ID: id, Duplicate: dup}
+	}
+	return res, nil
+}
+
+// sendEnvelope works out the envelope and bytes of one message for
+// mail.send: fields of o (a message's options or a list item; may be
+// nil) win over those of defaults (the options of a list; may be nil),
+// which win over the message's own. It checks the account.
+func sendEnvelope(L *lua.LState, opts *MailOptions, m *message.Message, o, defaults *lua.LTable) (outbox.Envelope, []byte, error) {
+	field := func(name string) lua.LValue {
+		if o != nil {
+			if v := L.GetField(o, name); v != lua.LNil {
+				return v
+			}
+		}
+		if defaults != nil {
+			return L.GetField(defaults, name)
+		}
+		return lua.LNil
+	}
 	account := opts.DefaultAccount
-	if v, ok := L.GetField(o, "account").(lua.LString); ok {
+	if v, ok := field("account").(lua.LString); ok {
 		account = string(v)
 	}
 	if account == "" {
-		L.RaiseError("mail.send: no account given and no default_account configured")
+		return outbox.Envelope{}, nil, errors.New("no account given and no default_account configured")
 	}
 	if opts.Accounts != nil && !opts.Accounts[account] {
-		L.RaiseError("mail.send: unknown account %q (configure it under accounts: in the config file)", account)
+		return outbox.Envelope{}, nil, fmt.Errorf("unknown account %q (configure it under accounts: in the config file)", account)
 	}
 	from, err := m.EnvelopeFrom()
 	if err != nil {
-		L.RaiseError("mail.send: %v", err)
+		return outbox.Envelope{}, nil, err
 	}
 	to, err := m.Recipients()
 	if err != nil {
-		L.RaiseError("mail.send: %v", err)
+		return outbox.Envelope{}, nil, err
 	}
-	if v, ok := L.GetField(o, "from").(lua.LString); ok {
+	if v, ok := field("from").(lua.LString); ok {
 		from = string(v)
 	}
-	switch v := L.GetField(o, "to").(type) {
+	switch v := field("to").(type) {
 	case lua.LString:
 		to = []string{string(v)}
 	case *lua.LTable:
@@ -770,23 +883,50 @@ func mailSend(L *lua.LState, opts *MailOptions) int {
 	}
 	data, err := m.Bytes() // fixes Date and Message-ID: retries send the same bytes
 	if err != nil {
-		L.RaiseError("mail.send: %v", err)
+		return outbox.Envelope{}, nil, err
 	}
 	key := ""
-	if v, ok := L.GetField(o, "key").(lua.LString); ok {
-		key = string(v)
+	if o != nil {
+		if v, ok := L.GetField(o, "key").(lua.LString); ok {
+			key = string(v)
+		}
 	}
-	ctx := L.Context()
-	if ctx == nil {
-		ctx = context.Background()
+	return outbox.Envelope{Account: account, From: from, To: to, Key: key}, data, nil
+}
+
+// unknownField returns the first key of t not among known, or "" (the
+// variadic form of unknownKey, for short lists).
+func unknownField(t *lua.LTable, known ...string) string {
+	var bad string
+	t.ForEach(func(k, _ lua.LValue) {
+		if bad == "" && !slices.Contains(known, k.String()) {
+			bad = k.String()
+		}
+	})
+	return bad
+}
+
+// unknownListKey returns the first key of list that is not an index
+// 1..n, or "".
+func unknownListKey(list *lua.LTable, n int) string {
+	var bad string
+	list.ForEach(func(k, _ lua.LValue) {
+		if num, ok := k.(lua.LNumber); ok && float64(num) == math.Trunc(float64(num)) && num >= 1 && int(num) <= n {
+			return
+		}
+		if bad == "" {
+			bad = k.String()
+		}
+	})
+	return bad
+}
+
+// runContext is the run's context, or Background outside a run.
+func runContext(L *lua.LState) context.Context {
+	if ctx := L.Context(); ctx != nil {
+		return ctx
 	}
-	id, dup, err := opts.Outbox.Enqueue(ctx, outbox.Envelope{Account: account, From: from, To: to, Key: key}, data)
-	if err != nil {
-		L.RaiseError("mail.send: %v", err)
-	}
-	L.Push(lua.LString(id))
-	L.Push(lua.LBool(dup))
-	return 2
+	return context.Background()
 }
 
 // sniffType returns the media type of an attachment given without

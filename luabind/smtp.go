@@ -46,6 +46,9 @@ type Account struct {
 	// account (see outbox.Account); scripts' own connections ignore them.
 	Concurrency   int
 	RatePerSecond float64
+	// IdleTimeout is how long the outbox keeps an idle session open (see
+	// outbox.Account.IdleTimeout).
+	IdleTimeout time.Duration
 	// OAuth2, when set, logs in with an OAuth2 access token instead of
 	// the password; OAuth2Mechanism is "XOAUTH2" (default) or "OAUTHBEARER".
 	OAuth2          smtp.TokenSource

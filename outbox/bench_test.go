@@ -36,6 +36,27 @@ func BenchmarkEnqueue(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
+	// batch100: one EnqueueBatch per 100 messages, as mail.send with a
+	// list does; the metric counts messages, not calls.
+	b.Run("batch100", func(b *testing.B) {
+		ob, err := Open(b.TempDir(), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ob.Close()
+		var i int64
+		subs := make([]Submission, 100)
+		for b.Loop() {
+			for j := range subs {
+				i++
+				subs[j] = Submission{Envelope: benchEnv, Data: benchMsg(i)}
+			}
+			if _, err := ob.EnqueueBatch(context.Background(), subs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*len(subs))/b.Elapsed().Seconds(), "msgs/s")
+	})
 	b.Run("parallel64", func(b *testing.B) {
 		ob, err := Open(b.TempDir(), Options{})
 		if err != nil {
@@ -82,6 +103,35 @@ func BenchmarkDelivery(b *testing.B) {
 	for _, sessions := range []int{1, 2} {
 		b.Run(fmt.Sprintf("outbox-%dsession", sessions), func(b *testing.B) { benchOutboxDelivery(b, sessions) })
 	}
+	// enqueue+deliver is what `mailbot exec --deliver` does with a script's
+	// mail.send of a list: b.N messages stored durably with EnqueueBatch
+	// (one flush), then delivered over one session; both are timed.
+	b.Run("enqueue+deliver", func(b *testing.B) {
+		sink := smtptest.NewSink(b)
+		ob, err := Open(b.TempDir(), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ob.Close()
+		subs := make([]Submission, b.N)
+		for i := range subs {
+			subs[i] = Submission{Envelope: benchEnv, Data: benchMsg(int64(i))}
+		}
+		accts := map[string]Account{"default": {
+			Dialer: &smtp.Dialer{TLS: smtp.TLSNone, LocalName: "localhost", Timeout: 5 * time.Second},
+			Addr:   sink.Addr(),
+		}}
+		b.ResetTimer()
+		if _, err := ob.EnqueueBatch(context.Background(), subs); err != nil {
+			b.Fatal(err)
+		}
+		rep, err := ob.DeliverOnce(context.Background(), accts)
+		b.StopTimer()
+		if err != nil || rep.Sent != b.N || sink.Messages() != int64(b.N) {
+			b.Fatalf("report %+v, sink got %d, err %v", rep, sink.Messages(), err)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
 }
 
 // benchOutboxDelivery delivers b.N queued messages with the given number

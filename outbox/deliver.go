@@ -46,12 +46,29 @@ type Account struct {
 	// Fallback names the accounts the outbox tries next when this one
 	// cannot be reached or refuses the session before DATA (outbox only).
 	Fallback []string
+	// IdleTimeout is how long Deliver keeps a session open with nothing
+	// to send, so the next burst of messages goes out without a new
+	// connection, TLS handshake and login. A session that was idle is
+	// checked with NOOP before it carries mail again (the server may
+	// have closed it meanwhile); one that fails the check is replaced
+	// without counting an attempt. Zero means DefaultIdleTimeout;
+	// negative closes the session as soon as nothing is due. DeliverOnce
+	// always closes its sessions when it returns.
+	IdleTimeout time.Duration
 	// Transcript, when set, is called for every new session; the
 	// session's transcript (as smtp.Dialer.Debug writes it, AUTH
 	// redacted) goes to the writer it returns, if not nil. Dry runs use it
 	// to file each message's transcript beside it.
 	Transcript func() io.Writer
 }
+
+// DefaultIdleTimeout is Account.IdleTimeout's default: a relay that
+// closes idle connections sooner does so without harm (see NOOP check).
+const DefaultIdleTimeout = 30 * time.Second
+
+// idleCheckAfter is how long a session may sit unused before it is
+// checked with NOOP before its next transaction.
+var idleCheckAfter = time.Second
 
 // ErrDelivering is returned by Deliver and DeliverOnce while another
 // Deliver or DeliverOnce of the same Outbox runs.
@@ -208,6 +225,8 @@ type worker struct {
 	c    *smtp.Client
 	tls  bool
 	user string // authenticated user, "" without AUTH
+	// idleSince is when the session last went idle (zero: in use).
+	idleSince time.Time
 
 	closing sync.WaitGroup // files being closed after a batch
 }
@@ -224,28 +243,69 @@ func (w *worker) run(ctx context.Context) {
 		if w.once {
 			return
 		}
-		// Idle: end the batch. Close the session rather than hold a
-		// relay connection open, and make the sent records durable.
-		w.closeSession(ctx)
+		// Idle: end the batch and make the sent records durable. The
+		// session stays open for IdleTimeout, so the next burst reuses
+		// it; after that it is closed rather than hold a relay
+		// connection open for nothing.
+		idle := w.acct.IdleTimeout
+		if idle == 0 {
+			idle = DefaultIdleTimeout
+		}
+		if idle < 0 {
+			w.closeSession(ctx)
+		}
 		w.closing.Wait() // the batch's moves into sent/ are done
 		if err := w.o.flushSent(); err != nil {
 			w.o.log.Warn("outbox: flush sent records", "error", err)
 		}
-		var timeout <-chan time.Time
-		var t *time.Timer
+		w.idleSince = time.Now()
+		var timeout, idleEnd <-chan time.Time
+		var t, it *time.Timer
 		if !due.IsZero() {
 			t = time.NewTimer(max(due.Sub(w.o.opts.Now()), time.Millisecond))
 			timeout = t.C
+		}
+	wait:
+		if w.c != nil && idle > 0 {
+			it = time.NewTimer(idle - time.Since(w.idleSince))
+			idleEnd = it.C
 		}
 		select {
 		case <-ctx.Done():
 		case <-w.stop:
 		case <-changed:
 		case <-timeout:
+		case <-idleEnd:
+			w.closeSession(ctx)
+			idleEnd = nil
+			goto wait
 		}
 		if t != nil {
 			t.Stop()
 		}
+		if it != nil {
+			it.Stop()
+		}
+	}
+}
+
+// checkIdle makes sure a session that sat unused for a while is still
+// there before it carries mail: a NOOP round trip, far cheaper than a
+// new session. A session the server closed meanwhile (idle timeout,
+// restart) is dropped here, so session opens a fresh one instead of a
+// message failing with the dead connection's error.
+func (w *worker) checkIdle(ctx context.Context) {
+	if w.c == nil || w.idleSince.IsZero() {
+		return
+	}
+	since := w.idleSince
+	w.idleSince = time.Time{}
+	if time.Since(since) < idleCheckAfter {
+		return
+	}
+	if _, err := w.c.Noop(ctx); err != nil {
+		w.o.log.Debug("outbox: idle session gone, reconnecting", "account", w.name, "idle", time.Since(since).Round(time.Millisecond), "error", err)
+		w.dropSession()
 	}
 }
 
@@ -265,6 +325,7 @@ func (w *worker) dropSession() {
 		w.c = nil
 	}
 	w.tls, w.user = false, ""
+	w.idleSince = time.Time{}
 }
 
 // connect opens and authenticates a session.
@@ -560,6 +621,7 @@ func (w *worker) sendReady(ctx context.Context, batch []*prepared) {
 // it records the failed attempt for every message of batch and for every
 // other due message of the account, and returns false.
 func (w *worker) open(ctx context.Context, batch []*prepared) bool {
+	w.checkIdle(ctx)
 	err := w.session(ctx)
 	if err == nil {
 		return true

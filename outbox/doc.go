@@ -9,7 +9,8 @@
 //	id, dup, err := ob.Enqueue(ctx, outbox.Envelope{Account: "default", From: from, To: to}, msg)
 //	err = ob.Deliver(ctx, map[string]outbox.Account{"default": {Dialer: d, Addr: "smtp.example.org:587"}})
 //
-// mail.send in Lua maps to Enqueue, `mailbot run` to Deliver, `exec
+// mail.send in Lua maps to Enqueue (EnqueueBatch for a list), `mailbot
+// run` to Deliver, `exec
 // --deliver` to DeliverOnce and `mailbot queue ...` to List, Get, Dead,
 // Corrupt, Inspect, Retry, RetryAll, Delete, Requeue, RequeueCorrupt and
 // Stats, on an Outbox opened with Options.SkipRecovery.
@@ -26,7 +27,10 @@
 //	queue/<id>   messages waiting for delivery
 //	dead/<id>    dead letters
 //	sent/<id>    delivered messages, kept for KeyRetention (idempotency)
-//	keys/<sha256(key) hex>   {"key","id","created"}: idempotency records
+//	keys/<sha256(key) hex>   idempotency records: a hard link to the
+//	             message's file as first queued, whose metadata line has
+//	             "key", "id" and "created"; older spools (and file systems
+//	             without hard links) hold {"key","id","created"} instead
 //	corrupt/<id> damaged files, byte for byte, each with <id>.note
 //	receipts/<UTC day>.jsonl  one line per delivery: the relay's reply
 //	             ("250 ... queued as 4Zx"), time, attempts (see Get)
@@ -42,12 +46,29 @@
 // # Crash safety
 //
 // A file only ever enters queue/, dead/, sent/ or keys/ by rename of a
-// complete temp file, so a reader sees an old or a new version, never a
-// partial one. Enqueue commits a batch of concurrent calls together
-// (group commit): it writes every temp file, renames them into place and
-// flushes once (one syncfs(2) on Linux; fsync of each file before the
-// rename and of the directories after it elsewhere), and only then
-// returns. A message for which Enqueue returned is therefore on stable
+// complete temp file (or, for keys/, by link of such a file), so a reader
+// sees an old or a new version, never a partial one. Enqueue commits a
+// batch of concurrent calls together (group commit): it writes every temp
+// file, renames them into place and flushes once (one syncfs(2) on Linux;
+// fsync of each file before the rename and of the directories after it
+// elsewhere), and only then returns. EnqueueBatch hands the committer a
+// whole list as one group, so one caller (a script's mail.send of a
+// list) gets the same single flush for many messages; a group is never
+// split across flushes, and it is all or nothing: envelopes are checked
+// first, and a message that cannot be written or renamed takes the rest
+// of its group out with it (their files are removed before the flush, so
+// nothing of it was acknowledged or can be delivered).
+//
+// Why syncfs and not fdatasync of the file plus fsync of queue/ and keys/,
+// even for one message: measured on the development machine (ext4, 2
+// vCPUs, 2.2 KB message plus its key, 300 rounds), one syncfs after the
+// renames took 0.57-0.64 ms (median), the fdatasync-and-two-directories
+// sequence 1.1-1.9 ms, and an fsync of the renamed file plus the two
+// directories 0.74-1.7 ms: on ext4 every fsync of a new file or directory
+// waits for its own journal commit, syncfs for one. syncfs also flushes
+// other processes' dirty data on the same file system, which can make
+// it slower on a busy disk; a list (EnqueueBatch) pays it once for all
+// its messages either way. A message for which Enqueue returned is therefore on stable
 // storage; a kill -9 or power failure before that may leave a renamed but
 // unflushed file, which the size/CRC check identifies as damaged (see
 // below). Keys are renamed after their
@@ -116,8 +137,15 @@
 // Each account gets Concurrency workers. A worker reuses one SMTP session
 // for as many due messages as there are (a refused transaction is reset
 // with RSET by the smtp client; a successful one ends the transaction),
-// reconnects after a connection-level failure, and closes the session
-// when nothing is due. When the relay cannot be reached, every due message
+// sending them in windows of up to 32 with SendBatch while the next window
+// is read from the spool, and reconnects after a connection-level
+// failure. When nothing is due, Deliver keeps the session open for
+// Account.IdleTimeout (default 30s) so that the next burst goes out
+// without a new connection, TLS handshake and login, then closes it; a
+// session that sat idle for over a second is checked with NOOP before it
+// carries mail again, and one the server closed meanwhile is replaced
+// without counting an attempt against any message. DeliverOnce closes its
+// sessions when it runs out of due messages. When the relay cannot be reached, every due message
 // of the account is deferred with that error without dialling again.
 //
 // Failures are classified with the smtp package's typed errors: 4yz

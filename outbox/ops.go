@@ -1,7 +1,6 @@
 package outbox
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -296,12 +295,11 @@ func (o *Outbox) prune() error {
 	}
 	for _, e := range ents {
 		p := filepath.Join(keysDir, e.Name())
-		b, err := os.ReadFile(p)
-		if err != nil {
+		kr, err := readKeyRecord(p)
+		bad := errors.Is(err, errBadKeyRecord)
+		if err != nil && !bad {
 			continue
 		}
-		var kr keyRecord
-		bad := json.Unmarshal(b, &kr) != nil
 		if bad || now.Sub(kr.Created) >= o.opts.KeyRetention {
 			if bad {
 				// A key record holds no mail, only the memory of a key;

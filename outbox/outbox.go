@@ -171,7 +171,7 @@ type Outbox struct {
 	spool *os.File // the spool directory, for syncfs
 	lockf *os.File // dir/lock: serialises enqueue batches across processes
 
-	enqCh     chan *enqReq
+	enqCh     chan *enqGroup
 	closing   chan struct{}
 	closeOnce sync.Once
 	committer sync.WaitGroup
@@ -211,10 +211,20 @@ type Envelope struct {
 type enqReq struct {
 	env       Envelope
 	data      []byte
-	done      chan enqRes
 	messageID string
 	subject   string
 	noAlert   bool
+}
+
+// enqGroup is one Enqueue (one request) or EnqueueBatch (atomic: all or
+// nothing) call waiting for the committer, which fills res (and err, for
+// an atomic group that failed as a whole) and closes done.
+type enqGroup struct {
+	reqs   []*enqReq
+	atomic bool
+	res    []enqRes
+	err    error
+	done   chan struct{}
 }
 
 type enqRes struct {
@@ -256,7 +266,7 @@ func Open(dir string, opts Options) (*Outbox, error) {
 		log:     opts.Logger,
 		spool:   spool,
 		lockf:   lockf,
-		enqCh:   make(chan *enqReq, opts.MaxBatch),
+		enqCh:   make(chan *enqGroup, opts.MaxBatch),
 		closing: make(chan struct{}),
 	}
 	o.idx.init()
@@ -362,66 +372,151 @@ func (o *Outbox) deadLettered(it Item) {
 // data is stored exactly as given; it is not copied, so the caller must
 // not modify it until Enqueue returns.
 func (o *Outbox) Enqueue(ctx context.Context, env Envelope, data []byte) (id string, duplicate bool, err error) {
-	if err := checkEnvelope(&env); err != nil {
+	req, err := o.newReq(ctx, env, data)
+	if err != nil {
 		return "", false, err
+	}
+	g := &enqGroup{reqs: []*enqReq{req}}
+	if err := o.submit(ctx, g); err != nil {
+		return "", false, err
+	}
+	r := g.res[0]
+	return r.id, r.dup, r.err
+}
+
+// Submission is one message of an EnqueueBatch.
+type Submission struct {
+	Envelope Envelope
+	// Data is the message, stored exactly as given and not copied: the
+	// caller must not modify it until EnqueueBatch returns.
+	Data []byte
+}
+
+// Enqueued is the outcome of one Submission: the message's id, and
+// whether it was a duplicate (see Enqueue) that stored nothing.
+type Enqueued struct {
+	ID        string
+	Duplicate bool
+}
+
+// EnqueueBatch stores many messages with one flush and returns, in the
+// order of subs, each one's id. Like Enqueue it returns only once every
+// message is on stable storage; unlike a loop of Enqueue calls from one
+// goroutine, which pays one flush per message, the whole batch shares one.
+//
+// The batch is all or nothing: every envelope is checked before anything
+// is written, and if a message cannot be stored, none of the batch is
+// (the error names the failing message by its 1-based position). The
+// exception is a failed flush: the messages are then in the spool and
+// will most likely be delivered, but their durability was not confirmed,
+// and the error says so. Idempotency keys work per message, as in
+// Enqueue, also between messages of the same batch: a key repeated within
+// the batch stores the first message and reports the later ones as its
+// duplicates.
+func (o *Outbox) EnqueueBatch(ctx context.Context, subs []Submission) ([]Enqueued, error) {
+	g := &enqGroup{reqs: make([]*enqReq, len(subs)), atomic: true}
+	for i, s := range subs {
+		req, err := o.newReq(ctx, s.Envelope, s.Data)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: message %d of %d: %w", i+1, len(subs), err)
+		}
+		g.reqs[i] = req
+	}
+	if len(subs) == 0 {
+		return []Enqueued{}, nil
+	}
+	if err := o.submit(ctx, g); err != nil {
+		return nil, err
+	}
+	if g.err != nil {
+		return nil, g.err
+	}
+	out := make([]Enqueued, len(subs))
+	var errs []error
+	for i, r := range g.res {
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("message %d of %d: %w", i+1, len(subs), r.err))
+		}
+		out[i] = Enqueued{ID: r.id, Duplicate: r.dup}
+	}
+	if len(errs) > 0 {
+		// Only a failed flush answers per message in an atomic group.
+		return out, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// newReq checks one message and prepares its enqueue request.
+func (o *Outbox) newReq(ctx context.Context, env Envelope, data []byte) (*enqReq, error) {
+	if err := checkEnvelope(&env); err != nil {
+		return nil, err
 	}
 	msgID, subject := headerFields(data)
 	if env.Key == "" {
 		env.Key = msgID
 	}
 	if strings.ContainsAny(env.Key, "\r\n\x00") {
-		return "", false, fmt.Errorf("%w: key contains CR, LF or NUL", ErrInvalidEnvelope)
+		return nil, fmt.Errorf("%w: key contains CR, LF or NUL", ErrInvalidEnvelope)
 	}
 	env.To = append([]string(nil), env.To...)
 	if o.opts.SkipRecovery {
-		return "", false, errSkipRecovery
+		return nil, errSkipRecovery
 	}
 	noAlert, _ := ctx.Value(noAlertKey{}).(bool)
-	req := &enqReq{env: env, data: data, done: make(chan enqRes, 1), messageID: msgID, subject: subject, noAlert: noAlert}
+	return &enqReq{env: env, data: data, messageID: msgID, subject: subject, noAlert: noAlert}, nil
+}
+
+// submit hands g to the committer and waits for its verdict.
+func (o *Outbox) submit(ctx context.Context, g *enqGroup) error {
+	g.done = make(chan struct{})
 	select {
 	case <-o.closing:
-		return "", false, ErrClosed
+		return ErrClosed
 	default:
 	}
 	select {
-	case o.enqCh <- req:
+	case o.enqCh <- g:
 	case <-o.closing:
-		return "", false, ErrClosed
+		return ErrClosed
 	case <-ctx.Done():
-		return "", false, ctx.Err()
+		return ctx.Err()
 	}
-	// Once handed over, wait for the verdict even if ctx ends: the message
-	// may already be committed, and the caller must learn its id.
-	r := <-req.done
-	return r.id, r.dup, r.err
+	// Once handed over, wait for the verdict even if ctx ends: the
+	// messages may already be committed, and the caller must learn their
+	// ids.
+	<-g.done
+	return nil
 }
 
-// commitLoop is the single committer: it takes whatever Enqueue calls are
-// waiting, commits them with one flush, and answers them.
+// commitLoop is the single committer: it takes whatever Enqueue and
+// EnqueueBatch calls are waiting, commits them with one flush, and
+// answers them. A group (one EnqueueBatch) is never split across flushes.
 func (o *Outbox) commitLoop() {
 	defer o.committer.Done()
-	batch := make([]*enqReq, 0, o.opts.MaxBatch)
+	var batch []*enqGroup
 	for {
-		var first *enqReq
+		var first *enqGroup
 		select {
 		case first = <-o.enqCh:
 		case <-o.closing:
 			// Drain calls that got in before Close.
 			for {
 				select {
-				case r := <-o.enqCh:
-					o.commit([]*enqReq{r})
+				case g := <-o.enqCh:
+					o.commit([]*enqGroup{g})
 				default:
 					return
 				}
 			}
 		}
 		batch = append(batch[:0], first)
+		n := len(first.reqs)
 	more:
-		for len(batch) < o.opts.MaxBatch {
+		for n < o.opts.MaxBatch {
 			select {
-			case r := <-o.enqCh:
-				batch = append(batch, r)
+			case g := <-o.enqCh:
+				batch = append(batch, g)
+				n += len(g.reqs)
 			default:
 				break more
 			}
@@ -432,20 +527,73 @@ func (o *Outbox) commitLoop() {
 
 // pending is one message of a batch being committed.
 type pending struct {
-	req     *enqReq
-	item    Item
-	tmp     string // message temp file
-	keyTmp  string // key temp file, "" if no key
-	keyName string
+	g         *enqGroup
+	i         int // index in g.reqs
+	item      Item
+	tmp       string // message temp file
+	keyName   string // keys/ name, "" if no key
+	keyStored bool
+	fi        os.FileInfo // of the temp file, which becomes the queued one
 }
 
-// commit writes a batch: temp files, renames into queue/ and keys/, one
-// flush. The spool lock keeps another process's batch from interleaving,
-// which makes the key check-then-write atomic across processes.
-func (o *Outbox) commit(batch []*enqReq) {
+// storeKey records p's idempotency key, once p's message is in queue/:
+// keys/<name> becomes a hard link to the queued file, whose metadata line
+// holds the key, the id and the enqueue time (see readKeyRecord). One
+// link(2) costs a fraction of writing a record file and renaming it into
+// place, and like the rename it is atomic. Where the file system has no
+// hard links, a record file {"key","id","created"} is written instead. An
+// existing record is stale (lookupKey found none that counts) and is
+// replaced.
+func (o *Outbox) storeKey(p *pending, now time.Time) error {
+	dst := filepath.Join(o.dir, dirKeys, p.keyName)
+	src := o.path(StateQueued, p.item.ID)
+	err := os.Link(src, dst)
+	if errors.Is(err, fs.ErrExist) {
+		if err = os.Remove(dst); err == nil || errors.Is(err, fs.ErrNotExist) {
+			err = os.Link(src, dst)
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	kb, jerr := json.Marshal(keyRecord{Key: p.item.Key, ID: p.item.ID, Created: now})
+	if jerr != nil {
+		return jerr
+	}
+	tmp, werr := o.writeTemp(append(kb, '\n'), syncBeforeRename)
+	if werr != nil {
+		return fmt.Errorf("link %s: %w; %w", dst, err, werr)
+	}
+	if rerr := os.Rename(tmp, dst); rerr != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("link %s: %w; %w", dst, err, rerr)
+	}
+	return nil
+}
+
+// commit writes a batch of groups: temp files, renames into queue/ and
+// keys/, one flush. The spool lock keeps another process's batch from
+// interleaving, which makes the key check-then-write atomic across
+// processes. An atomic group (EnqueueBatch) that fails before the flush
+// is taken out whole: its files are removed and every message of it gets
+// the group's error.
+func (o *Outbox) commit(groups []*enqGroup) {
+	defer func() {
+		for _, g := range groups {
+			close(g.done)
+		}
+	}()
+	for _, g := range groups {
+		g.res = make([]enqRes, len(g.reqs))
+	}
 	fail := func(err error) {
-		for _, r := range batch {
-			r.done <- enqRes{err: err}
+		for _, g := range groups {
+			for i := range g.res {
+				g.res[i] = enqRes{err: err}
+			}
+			if g.atomic {
+				g.err = err
+			}
 		}
 	}
 	if err := lock(o.lockf); err != nil {
@@ -459,7 +607,6 @@ func (o *Outbox) commit(batch []*enqReq) {
 	var (
 		ps      []*pending
 		inBatch = map[string]string{} // key name -> id within this batch
-		answers = make([]enqRes, len(batch))
 		cleanup []string
 	)
 	defer func() {
@@ -467,73 +614,118 @@ func (o *Outbox) commit(batch []*enqReq) {
 			os.Remove(p)
 		}
 	}()
-	for i, r := range batch {
-		if r.env.Key != "" {
-			kn := keyName(r.env.Key)
-			if id, ok := inBatch[kn]; ok {
-				answers[i] = enqRes{id: id, dup: true}
-				continue
+	for _, g := range groups {
+		var gps []*pending
+		var gerr error
+		for i, r := range g.reqs {
+			if r.env.Key != "" {
+				kn := keyName(r.env.Key)
+				if id, ok := inBatch[kn]; ok {
+					g.res[i] = enqRes{id: id, dup: true}
+					continue
+				}
+				if id, ok := o.lookupKey(kn, now); ok {
+					g.res[i] = enqRes{id: id, dup: true}
+					continue
+				}
 			}
-			if id, ok := o.lookupKey(kn, now); ok {
-				answers[i] = enqRes{id: id, dup: true}
-				continue
+			p := &pending{g: g, i: i}
+			// Ids sort in enqueue order even when the clock stands still
+			// (or steps back).
+			if !idTime.After(o.lastID) {
+				idTime = o.lastID.Add(time.Microsecond)
 			}
-		}
-		p := &pending{req: r}
-		// Ids sort in enqueue order even when the clock stands still
-		// (or steps back).
-		if !idTime.After(o.lastID) {
-			idTime = o.lastID.Add(time.Microsecond)
-		}
-		o.lastID = idTime
-		p.item = Item{
-			ID: newID(idTime), Seq: 1, State: StateQueued,
-			Account: r.env.Account, From: r.env.From, To: r.env.To, Key: r.env.Key,
-			Created: now, NextAttempt: now,
-			MessageID: r.messageID, Subject: r.subject, NoAlert: r.noAlert,
-		}
-		content, err := encodeFile(&p.item, r.data)
-		if err == nil {
-			p.tmp, err = o.writeTemp(content, syncBeforeRename)
-		}
-		if err == nil && r.env.Key != "" {
-			p.keyName = keyName(r.env.Key)
-			inBatch[p.keyName] = p.item.ID
-			var kb []byte
-			kb, err = json.Marshal(keyRecord{Key: r.env.Key, ID: p.item.ID, Created: now})
+			o.lastID = idTime
+			p.item = Item{
+				ID: newID(idTime), Seq: 1, State: StateQueued,
+				Account: r.env.Account, From: r.env.From, To: r.env.To, Key: r.env.Key,
+				Created: now, NextAttempt: now,
+				MessageID: r.messageID, Subject: r.subject, NoAlert: r.noAlert,
+			}
+			content, err := encodeFile(&p.item, r.data)
 			if err == nil {
-				p.keyTmp, err = o.writeTemp(append(kb, '\n'), syncBeforeRename)
+				p.tmp, p.fi, err = o.writeTempStat(content, syncBeforeRename)
 			}
+			if err == nil && r.env.Key != "" {
+				p.keyName = keyName(r.env.Key)
+				inBatch[p.keyName] = p.item.ID
+			}
+			if err != nil {
+				err = fmt.Errorf("outbox: enqueue: %w", err)
+				if p.tmp != "" {
+					cleanup = append(cleanup, p.tmp)
+				}
+				if g.atomic {
+					gerr = fmt.Errorf("outbox: message %d of %d: %w (nothing of the batch was queued)", i+1, len(g.reqs), err)
+					break
+				}
+				g.res[i] = enqRes{err: err}
+				continue
+			}
+			g.res[i] = enqRes{id: p.item.ID}
+			gps = append(gps, p)
 		}
-		if err != nil {
-			answers[i] = enqRes{err: fmt.Errorf("outbox: enqueue: %w", err)}
-			if p.tmp != "" {
+		if gerr != nil {
+			// Take the whole group out, keys included, so that no later
+			// group of this commit is told it duplicates one of them.
+			for _, p := range gps {
 				cleanup = append(cleanup, p.tmp)
+				if p.keyName != "" {
+					delete(inBatch, p.keyName)
+				}
 			}
+			o.failGroup(g, gerr)
 			continue
 		}
-		answers[i] = enqRes{id: p.item.ID}
-		ps = append(ps, p)
+		ps = append(ps, gps...)
 	}
 	// Messages before keys: a key must never name a message that is not
 	// there. (Both are flushed together; a key whose message did not
 	// survive a crash is recognised as stale by lookupKey.)
 	var renamed []*pending
+	failed := map[*enqGroup]bool{}
 	for _, p := range ps {
+		if failed[p.g] {
+			cleanup = append(cleanup, p.tmp)
+			continue
+		}
 		if err := os.Rename(p.tmp, o.path(StateQueued, p.item.ID)); err != nil {
-			o.failPending(answers, batch, p, fmt.Errorf("outbox: enqueue: commit: %w", err))
-			cleanup = append(cleanup, p.tmp, p.keyTmp)
+			err = fmt.Errorf("outbox: enqueue: commit: %w", err)
+			cleanup = append(cleanup, p.tmp)
+			if p.g.atomic {
+				failed[p.g] = true
+				o.failGroup(p.g, fmt.Errorf("outbox: message %d of %d: %w (nothing of the batch was queued)", p.i+1, len(p.g.reqs), err))
+				continue
+			}
+			p.g.res[p.i] = enqRes{err: err}
 			continue
 		}
 		renamed = append(renamed, p)
-		if p.keyTmp != "" {
-			if err := os.Rename(p.keyTmp, filepath.Join(o.dir, dirKeys, p.keyName)); err != nil {
+		if p.keyName != "" {
+			if err := o.storeKey(p, now); err != nil {
 				// The message is in; without its key it can only be
 				// duplicated, never lost.
 				o.log.Warn("outbox: store idempotency key", "id", p.item.ID, "error", err)
-				cleanup = append(cleanup, p.keyTmp)
+			} else {
+				p.keyStored = true
 			}
 		}
+	}
+	if len(failed) > 0 {
+		// Roll back what a failed atomic group had renamed already: none
+		// of it was flushed or acknowledged.
+		kept := renamed[:0]
+		for _, p := range renamed {
+			if !failed[p.g] {
+				kept = append(kept, p)
+				continue
+			}
+			if p.keyStored {
+				os.Remove(filepath.Join(o.dir, dirKeys, p.keyName))
+			}
+			os.Remove(o.path(StateQueued, p.item.ID))
+		}
+		renamed = kept
 	}
 	if len(renamed) > 0 {
 		dirs := []string{filepath.Join(o.dir, dirQueue), filepath.Join(o.dir, dirKeys)}
@@ -541,27 +733,24 @@ func (o *Outbox) commit(batch []*enqReq) {
 			// The messages are in the spool and will most likely be
 			// delivered, but durability was not confirmed: say so.
 			for _, p := range renamed {
-				o.failPending(answers, batch, p, fmt.Errorf("outbox: enqueue: flush: %w", err))
+				p.g.res[p.i] = enqRes{err: fmt.Errorf("outbox: enqueue: flush: %w", err)}
 			}
 		} else {
 			for _, p := range renamed {
 				o.ctr.queued.Add(1)
-				// Knowing the file's identity spares rescan a re-read.
-				fi, _ := os.Stat(o.path(StateQueued, p.item.ID))
-				o.idx.upsert(p.item, fi)
+				// Knowing the file's identity spares rescan a re-read;
+				// the rename kept the temp file's.
+				o.idx.upsert(p.item, p.fi)
 			}
 		}
 	}
-	for i, r := range batch {
-		r.done <- answers[i]
-	}
 }
 
-func (o *Outbox) failPending(answers []enqRes, batch []*enqReq, p *pending, err error) {
-	for i, r := range batch {
-		if r == p.req {
-			answers[i] = enqRes{err: err}
-		}
+// failGroup answers every message of an atomic group with err.
+func (o *Outbox) failGroup(g *enqGroup, err error) {
+	g.err = err
+	for i := range g.res {
+		g.res[i] = enqRes{err: err}
 	}
 }
 
@@ -581,12 +770,8 @@ func (o *Outbox) lookupKey(kn string, now time.Time) (string, bool) {
 
 // lookupKeyIn is lookupKey in the spool at dir.
 func lookupKeyIn(dir, kn string, now time.Time, retention time.Duration) (string, bool) {
-	b, err := os.ReadFile(filepath.Join(dir, dirKeys, kn))
-	if err != nil {
-		return "", false
-	}
-	var kr keyRecord
-	if json.Unmarshal(b, &kr) != nil || !validID(kr.ID) {
+	kr, err := readKeyRecord(filepath.Join(dir, dirKeys, kn))
+	if err != nil || !validID(kr.ID) {
 		return "", false
 	}
 	if now.Sub(kr.Created) >= retention {

@@ -227,33 +227,71 @@ func keyName(key string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// keyRecord is the content of a keys/ file.
+// keyRecord is what a keys/ file says. The file is a hard link to the
+// message's spool file as first queued, whose metadata line (an Item)
+// has these three fields under the same names; spools written before
+// that, and file systems without hard links, hold the record itself as
+// one JSON line.
 type keyRecord struct {
 	Key     string    `json:"key"`
 	ID      string    `json:"id"`
 	Created time.Time `json:"created"`
 }
 
+// readKeyRecord reads the first line of a keys/ file, which is the whole
+// record in either form, without reading a linked message's bytes.
+func readKeyRecord(path string) (keyRecord, error) {
+	var kr keyRecord
+	f, err := os.Open(path)
+	if err != nil {
+		return kr, err
+	}
+	defer f.Close()
+	line, err := bufio.NewReaderSize(f, 4096).ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return kr, err
+	}
+	if err := json.Unmarshal(line, &kr); err != nil {
+		return kr, fmt.Errorf("%s: %w: %v", path, errBadKeyRecord, err)
+	}
+	return kr, nil
+}
+
+// errBadKeyRecord: a keys/ file whose first line is no record.
+var errBadKeyRecord = errors.New("unreadable idempotency key record")
+
 // writeTemp writes content to a new file in tmp/ and returns its path.
 // With sync the data is flushed to stable storage before returning.
 func (o *Outbox) writeTemp(content []byte, sync bool) (string, error) {
+	name, _, err := o.writeTempStat(content, sync)
+	return name, err
+}
+
+// writeTempStat is writeTemp that also returns the file's FileInfo
+// (fstat: cheaper than a stat of the path after the rename, which keeps
+// the file's identity).
+func (o *Outbox) writeTempStat(content []byte, sync bool) (string, os.FileInfo, error) {
 	f, err := os.CreateTemp(filepath.Join(o.dir, dirTmp), "w-*")
 	if err != nil {
-		return "", fmt.Errorf("create temp file: %w", err)
+		return "", nil, fmt.Errorf("create temp file: %w", err)
 	}
 	name := f.Name()
 	_, err = f.Write(content)
 	if err == nil && sync {
 		err = f.Sync()
 	}
+	var fi os.FileInfo
+	if err == nil {
+		fi, err = f.Stat()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		os.Remove(name)
-		return "", fmt.Errorf("write temp file: %w", err)
+		return "", nil, fmt.Errorf("write temp file: %w", err)
 	}
-	return name, nil
+	return name, fi, nil
 }
 
 // replaceFile atomically sets path to content (temp file + rename). With

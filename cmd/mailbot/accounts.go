@@ -129,6 +129,7 @@ func luaAccounts(cfg *Config, dev *embeddedDev, getenv func(string) (string, boo
 			Concurrency:       a.Concurrency,
 			RatePerSecond:     a.RateLimit,
 			NoChunking:        a.chunkingOff(),
+			IdleTimeout:       a.IdleTimeout,
 		}
 		acc.Fallback = a.Fallback
 		if a.OAuth2 != nil {

@@ -111,6 +111,10 @@ type AccountConfig struct {
 	// (0: no cap).
 	Concurrency int     `yaml:"concurrency"`
 	RateLimit   float64 `yaml:"rate_limit"`
+	// IdleTimeout is how long an outbox session with nothing to send
+	// stays open for the next burst (default 30s; see
+	// outbox.Account.IdleTimeout).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// DKIM, when set, DKIM-signs every message sent with the account
 	// (see DKIMConfig in config_dkim.go).
 	DKIM *DKIMConfig `yaml:"dkim"`
@@ -568,6 +572,9 @@ func (c *Config) validateAccount(name string, a *AccountConfig) []Problem {
 	}
 	if a.RateLimit < 0 {
 		add("must not be negative (0 means no limit)", "rate_limit")
+	}
+	if a.IdleTimeout < 0 || a.IdleTimeout > 10*time.Minute {
+		add("must be 0-10m (0 means the default, 30s)", "idle_timeout")
 	}
 	if a.CAFile != "" {
 		if _, err := loadCAFile(c.Resolve(a.CAFile)); err != nil {

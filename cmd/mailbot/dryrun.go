@@ -172,6 +172,24 @@ func (d *deliverAtOnce) Enqueue(ctx context.Context, env outbox.Envelope, data [
 	return id, dup, nil
 }
 
+// EnqueueBatch implements luabind.BatchEnqueuer: the list is queued with
+// one flush, then delivered to the capture server once.
+func (d *deliverAtOnce) EnqueueBatch(ctx context.Context, subs []outbox.Submission) ([]outbox.Enqueued, error) {
+	res, err := d.ob.EnqueueBatch(ctx, subs)
+	if err != nil {
+		return res, err
+	}
+	rep, derr := d.ob.DeliverOnce(ctx, d.accounts)
+	switch {
+	case errors.Is(derr, outbox.ErrDelivering):
+	case derr != nil:
+		d.log.Warn("dry run: delivering to the capture server", "messages", len(subs), "error", derr)
+	case rep.Deferred > 0 || rep.Bounced > 0:
+		d.log.Warn("dry run: the capture server did not take every message; see the .transcript files", "deferred", rep.Deferred, "bounced", rep.Bounced)
+	}
+	return res, nil
+}
+
 // Close stops the capture server (writing the last transcripts) and
 // releases the overlay. The overlay's files stay, for a look at what the
 // dry run would have written; the next dry run starts them afresh.

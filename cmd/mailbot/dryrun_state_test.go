@@ -104,6 +104,11 @@ c:quit()
 mail.send(mail.message{ from = "bot@example.com", to = "ops@example.com", subject = "exec queued", text = "x" }, { key = "exec-1" })
 local _, dup = mail.send(mail.message{ from = "bot@example.com", to = "ops@example.com", subject = "report again", text = "x" }, { key = "report-1" })
 assert(dup, "the real outbox's key must count in a dry run")
+-- The list form: queued with one flush, delivered to the capture server
+-- once; the real outbox's key counts for its items too.
+local res = mail.send({ mail.message{ from = "bot@example.com", to = "ops@example.com", subject = "exec list 1", text = "x" },
+  { msg = mail.message{ from = "bot@example.com", to = "ops@example.com", subject = "list again", text = "x" }, key = "report-1" } })
+assert(#res == 2 and not res[1].duplicate and res[2].duplicate, "mail.send with a list in a dry run")
 -- An OAuth2 account: no token is asked for, none is cached.
 local o = smtp.connect{ account = "m365" }
 o:login()
@@ -289,7 +294,7 @@ func TestDryRunLeavesRealStateUnchanged(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exec --dry-run: %v", r)
 	}
-	if got := capturedSubjects(t, emlFiles(t, out)[n:]); fmt.Sprint(got) != "[exec direct exec oauth2 direct exec oauth2 queued exec queued]" {
+	if got := capturedSubjects(t, emlFiles(t, out)[n:]); fmt.Sprint(got) != "[exec direct exec list 1 exec oauth2 direct exec oauth2 queued exec queued]" {
 		t.Errorf("exec --dry-run captured %q", got)
 	}
 	if got := f.digest(t); got != before {

@@ -125,6 +125,33 @@ print(id, dup)`)
 	}
 }
 
+// TestMailSendListDelivered: exec --deliver delivers what one mail.send
+// of a list queued, each message once, and a repeated run with the same
+// keys queues nothing new.
+func TestMailSendListDelivered(t *testing.T) {
+	t.Parallel()
+	srv := devtest.Start(t, devserver.Config{Users: map[string]string{"bot": "s3cret"}})
+	dir := relayConfig(t, srv)
+	writeFile(t, filepath.Join(dir, "list.lua"), `
+local mail = require("mail")
+local items = {}
+for i = 1, 50 do
+  items[i] = { msg = mail.message{ from = "bot@example.org", to = "ops@example.org", subject = "n" .. i, text = "hi" }, key = "k" .. i }
+end
+local dups = 0
+for _, r in ipairs(mail.send(items)) do if r.duplicate then dups = dups + 1 end end
+print(dups)`)
+	for run, wantDups := range []string{"0", "50"} {
+		r := mailbot(t, dir, relayEnv, "exec", "-c", "mailbot.yaml", "--deliver", "list.lua")
+		if r.code != 0 || strings.TrimSpace(r.stdout) != wantDups {
+			t.Fatalf("run %d: %v (want %s duplicates)", run, r, wantDups)
+		}
+		if n := len(srv.Messages()); n != 50 {
+			t.Fatalf("run %d: relay has %d messages, want 50", run, n)
+		}
+	}
+}
+
 // TestCrashDuringDelivery is the outbox's promise: kill -9 the daemon in the
 // middle of delivering 500 queued messages, start it again, and every
 // message arrives at least once.
