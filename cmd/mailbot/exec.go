@@ -40,15 +40,21 @@ to the dry-run folder as <time>-<n>.eml with its SMTP transcript in
 which knows the real outbox's idempotency keys; state_dir is only read. "--dry-run DIR" chooses the folder (default <state_dir>/dry-run with
 -c, ./dry-run without).
 
+Under the strict sandbox a script's files must be inside fs_roots (without
+-c: the script's folder); --fs-root DIR lets this one run also read and
+write under DIR, e.g. a message file of a load test.
+
 ` + exitStatusHelp
 
 // cmdExec implements "mailbot exec".
 func (m *Main) cmdExec(ctx context.Context, args []string) int {
-	fs := m.newFlagSet("exec", "[-c mailbot.yaml] [--dry-run [DIR]] [--timeout 60s] script.lua [args...]", execDesc)
+	fs := m.newFlagSet("exec", "[-c mailbot.yaml] [--dry-run [DIR]] [--fs-root DIR] [--timeout 60s] script.lua [args...]", execDesc)
 	cfgFlag := fs.String("c", "", "config file (default $"+envConfig+"; none: no accounts)")
 	var dry dryRunFlag
 	fs.Var(&dry, "dry-run", "capture messages into a folder instead of sending them")
 	timeout := fs.Duration("timeout", 0, "stop the script after this long (default: the config's run_timeout, else 60s)")
+	var roots pathList
+	fs.Var(&roots, "fs-root", "a folder the script's files may also be in under the strict sandbox, beyond fs_roots or the script's folder (repeatable)")
 	deliver := fs.Bool("deliver", false, "deliver what the script queued with mail.send before exiting (default: the next mailbot run delivers it)")
 	args = splitDryRunArg(args, func(next string) bool { return !strings.HasSuffix(next, ".lua") })
 	if status, ok := m.parseFlags(fs, args); !ok {
@@ -92,6 +98,19 @@ func (m *Main) cmdExec(ctx context.Context, args []string) int {
 	name := filepath.Base(script)
 	opts.ScriptName = name
 
+	for _, r := range roots {
+		abs, err := filepath.Abs(r)
+		if err != nil {
+			fmt.Fprintf(m.Stderr, "mailbot exec: --fs-root: %v\n", err)
+			return exitFailure
+		}
+		if opts.FSRoots == nil {
+			// Keep the default roots (the script's folder) next to the
+			// ones the command line adds.
+			opts.FSRoots = append(opts.FSRoots, opts.ScriptsDir, opts.BaseDir)
+		}
+		opts.FSRoots = append(opts.FSRoots, abs)
+	}
 	L := luabind.NewState(opts)
 	defer L.Close()
 	if cfg != nil && cfg.FSRoots == nil {
@@ -435,5 +454,19 @@ func (e *scriptEnv) stateLock() *engine.StateLock {
 	if e.dry != nil {
 		return e.dry.lock
 	}
+	return nil
+}
+
+// pathList is a repeatable flag of paths.
+type pathList []string
+
+func (p *pathList) String() string { return strings.Join(*p, ",") }
+
+// Set adds one path.
+func (p *pathList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty path")
+	}
+	*p = append(*p, v)
 	return nil
 }
