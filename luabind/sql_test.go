@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
+	"github.com/mailbot/mailbot/internal/dbtest"
 	"github.com/mailbot/mailbot/sqldb"
 )
 
@@ -327,20 +327,6 @@ func TestSQLNotConfigured(t *testing.T) {
 	}
 }
 
-// serverDSN returns the DSN of a test server from env, skipping without
-// it, except under CI (scripts/ci-databases.sh starts them there).
-func serverDSN(t *testing.T, env string) string {
-	t.Helper()
-	dsn := os.Getenv(env)
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s is not set: .ci/run starts the servers with scripts/ci-databases.sh", env)
-		}
-		t.Skipf("%s is not set; scripts/ci-databases.sh start ENVFILE starts a test server and writes it", env)
-	}
-	return dsn
-}
-
 // TestSQLServers checks values, NULL, times, parameters and read-only
 // refusals against real PostgreSQL and MariaDB servers.
 func TestSQLServers(t *testing.T) {
@@ -351,12 +337,12 @@ func TestSQLServers(t *testing.T) {
 		trueVal           string // how the boolean column reads
 		session           string // a query whose one value is "on" or 1 in a read-only session
 	}{
-		{"postgres", "MAILBOT_TEST_POSTGRES_DSN", sqldb.Postgres, "$1", "$2", []string{
+		{"postgres", dbtest.PostgresEnv, sqldb.Postgres, "$1", "$2", []string{
 			`DROP TABLE IF EXISTS mb_orders`,
 			`CREATE TABLE mb_orders (id bigint PRIMARY KEY, customer text, paid boolean, placed timestamptz,
 				day date, amount numeric(30,2), raw bytea, note text)`,
 		}, "true", "SHOW default_transaction_read_only"},
-		{"mysql", "MAILBOT_TEST_MYSQL_DSN", sqldb.MySQL, "?", "?", []string{
+		{"mysql", dbtest.MySQLEnv, sqldb.MySQL, "?", "?", []string{
 			`DROP TABLE IF EXISTS mb_orders`,
 			`CREATE TABLE mb_orders (id bigint PRIMARY KEY, customer varchar(40), paid boolean, placed datetime(3),
 				day date, amount decimal(30,2), raw blob, note text)`,
@@ -364,7 +350,7 @@ func TestSQLServers(t *testing.T) {
 	}
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
-			dsn := serverDSN(t, s.env)
+			dsn := dbtest.DSN(t, s.env)
 			secret := func() (string, error) { return dsn, nil }
 			set := sqldb.NewSet(
 				sqldb.Config{Name: "rw", Driver: s.driver, DSN: secret},
@@ -453,11 +439,11 @@ func TestSQLServers(t *testing.T) {
 // names no secret.
 func TestSQLServerBadPassword(t *testing.T) {
 	for _, s := range []struct{ env, driver, bad, good string }{
-		{"MAILBOT_TEST_POSTGRES_DSN", sqldb.Postgres, "", ""},
-		{"MAILBOT_TEST_MYSQL_DSN", sqldb.MySQL, "", ""},
+		{dbtest.PostgresEnv, sqldb.Postgres, "", ""},
+		{dbtest.MySQLEnv, sqldb.MySQL, "", ""},
 	} {
 		t.Run(s.driver, func(t *testing.T) {
-			dsn := serverDSN(t, s.env)
+			dsn := dbtest.DSN(t, s.env)
 			var bad string
 			switch s.driver {
 			case sqldb.Postgres:

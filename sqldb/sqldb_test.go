@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/mailbot/mailbot/internal/dbtest"
 )
 
 func TestExactDecimal(t *testing.T) {
@@ -105,29 +107,15 @@ func TestSQLiteOddPath(t *testing.T) {
 	}
 }
 
-// serverDSN returns a test server's DSN from env: skip without it, fail
-// under CI.
-func serverDSN(t *testing.T, env string) string {
-	t.Helper()
-	dsn := os.Getenv(env)
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s is not set: .ci/run starts the servers with scripts/ci-databases.sh", env)
-		}
-		t.Skipf("%s is not set; scripts/ci-databases.sh start ENVFILE starts a test server and writes it", env)
-	}
-	return dsn
-}
-
 // The fields (host, port, user, database, password) reach the same
 // servers as the DSN does, and a read-only session refuses writes.
 func TestServersFromFields(t *testing.T) {
 	for _, s := range []struct{ env, driver string }{
-		{"MAILBOT_TEST_POSTGRES_DSN", Postgres},
-		{"MAILBOT_TEST_MYSQL_DSN", MySQL},
+		{dbtest.PostgresEnv, Postgres},
+		{dbtest.MySQLEnv, MySQL},
 	} {
 		t.Run(s.driver, func(t *testing.T) {
-			dsn := serverDSN(t, s.env)
+			dsn := dbtest.DSN(t, s.env)
 			var c Config
 			switch s.driver {
 			case Postgres:
