@@ -43,16 +43,7 @@ func TestDatabasesConfigValidate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := ParseConfig(filepath.Join(dir, "mailbot.yaml"), []byte(base+tc.dbs))
-			var got []string
-			if err != nil {
-				got = append(got, err.Error())
-			} else {
-				for _, p := range cfg.Validate() {
-					got = append(got, p.String())
-				}
-			}
-			all := strings.ReplaceAll(strings.Join(got, "\n"), dir+string(filepath.Separator), "")
+			all := validationText(filepath.Join(dir, "mailbot.yaml"), []byte(base+tc.dbs))
 			if tc.want == "" && all != "" || tc.want != "" && !strings.Contains(all, tc.want) {
 				t.Errorf("problems:\n%s\nwant %q", all, tc.want)
 			}

@@ -39,16 +39,7 @@ func TestHTTPConfigValidate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := ParseConfig("mailbot.yaml", []byte(base+"\n"+tc.http))
-			var got []string
-			if err != nil {
-				got = append(got, err.Error())
-			} else {
-				for _, p := range cfg.Validate() {
-					got = append(got, p.String())
-				}
-			}
-			all := strings.Join(got, "\n")
+			all := validationText("mailbot.yaml", []byte(base+"\n"+tc.http))
 			if tc.want == "" && all != "" || tc.want != "" && !strings.Contains(all, tc.want) {
 				t.Errorf("problems:\n%s\nwant %q", all, tc.want)
 			}

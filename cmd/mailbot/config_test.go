@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -157,4 +158,24 @@ func TestCheckDevListen(t *testing.T) {
 			t.Errorf("checkDevListen(%q, %v) = %q, want %q", tc.listen, tc.remote, got, tc.want)
 		}
 	}
+}
+
+// validationText parses data as the config file path and returns what is
+// wrong with it: the parse error, or every Validate problem, one a line,
+// with path's folder cut from the file names.
+func validationText(path string, data []byte) string {
+	text := ""
+	if cfg, err := ParseConfig(path, data); err != nil {
+		text = err.Error()
+	} else {
+		var got []string
+		for _, p := range cfg.Validate() {
+			got = append(got, p.String())
+		}
+		text = strings.Join(got, "\n")
+	}
+	if dir := filepath.Dir(path); dir != "." {
+		text = strings.ReplaceAll(text, dir+string(filepath.Separator), "")
+	}
+	return text
 }
