@@ -131,22 +131,7 @@ end)`)
 	sock := newNotifySocket(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, mailbotBin, "run", "-c", "mailbot.yaml")
-	cmd.Dir = dir
-	cmd.Env = cleanEnv(append(relayEnv, "NOTIFY_SOCKET="+sock.path, "WATCHDOG_USEC=100000")...)
-	// The log goes to a file, not a pipe: the daemon's write has landed
-	// before the notification it sends next, so the order of the two can
-	// be asserted (a pipe's copier goroutine may lag behind).
-	logs := &fileLog{path: filepath.Join(t.TempDir(), "mailbot.log")}
-	lf, err := os.Create(logs.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, logs := startRunLogged(t, ctx, dir, cleanEnv(append(relayEnv, "NOTIFY_SOCKET="+sock.path, "WATCHDOG_USEC=100000")...))
 	defer cmd.Process.Kill()
 	waitMsgs := func(srv *devserver.Server, n int, what string) []devserver.Message {
 		t.Helper()
@@ -307,6 +292,27 @@ func TestConfigChangesAndRestartOnlyKeys(t *testing.T) {
 
 // fileLog reads a subprocess's log file.
 type fileLog struct{ path string }
+
+// startRunLogged starts "mailbot run -c mailbot.yaml" in dir with env, its
+// output going to a file, not a pipe: the daemon's write has landed before
+// the notification it sends next, so the order of the two can be asserted
+// (a pipe's copier goroutine may lag behind). The caller kills the process.
+func startRunLogged(t *testing.T, ctx context.Context, dir string, env []string) (*exec.Cmd, *fileLog) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, mailbotBin, "run", "-c", "mailbot.yaml")
+	cmd.Dir, cmd.Env = dir, env
+	logs := &fileLog{path: filepath.Join(t.TempDir(), "mailbot.log")}
+	lf, err := os.Create(logs.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close() // the child has its own copy of the descriptor
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, logs
+}
 
 func (f *fileLog) String() string {
 	b, _ := os.ReadFile(f.path)

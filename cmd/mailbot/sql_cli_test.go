@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -111,19 +110,7 @@ end)`)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, mailbotBin, "run", "-c", "mailbot.yaml")
-	cmd.Dir = dir
-	cmd.Env = cleanEnv()
-	logs := &fileLog{path: filepath.Join(t.TempDir(), "mailbot.log")}
-	lf, err := os.Create(logs.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, logs := startRunLogged(t, ctx, dir, cleanEnv())
 	defer cmd.Process.Kill()
 	waitLog := func(s string) {
 		t.Helper()
