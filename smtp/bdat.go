@@ -180,14 +180,6 @@ type chunker struct {
 
 // batchChunked is SendBatch with PIPELINING and CHUNKING.
 func (c *Client) batchChunked(ctx context.Context, msgs []Outgoing, res []BatchResult, report func(upTo int)) []BatchResult {
-	end, err := c.begin(ctx, "MAIL")
-	if err != nil {
-		for i := range res {
-			res[i].Err = err
-		}
-		return res
-	}
-	defer end()
 	e := &chunker{c: c, ctx: ctx, res: res, report: report, window: c.BatchWindow}
 	if e.window <= 0 {
 		e.window = DefaultBatchWindow

@@ -547,6 +547,14 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 		}
 		return res
 	}
+	end, err := c.begin(ctx, "MAIL")
+	if err != nil {
+		for i := range res {
+			res[i].Err = err
+		}
+		return res
+	}
+	defer end()
 	if c.chunkingOn() {
 		return c.batchChunked(ctx, msgs, res, report)
 	}
@@ -556,14 +564,6 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Outgoing, done func(i int
 // batchData is SendBatch over PIPELINING with DATA: each message's final
 // dot leaves with the next message's envelope.
 func (c *Client) batchData(ctx context.Context, msgs []Outgoing, res []BatchResult, report func(upTo int)) []BatchResult {
-	end, err := c.begin(ctx, "MAIL")
-	if err != nil {
-		for i := range res {
-			res[i].Err = err
-		}
-		return res
-	}
-	defer end()
 
 	pending := -1 // the message whose final reply is still unread
 	var pendingRefused Refusals

@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -205,7 +207,7 @@ func postgresDSN(cfg Config) string {
 		u.User = url.User(cfg.User)
 	}
 	q := url.Values{}
-	for _, k := range sortedKeys(cfg.Options) {
+	for _, k := range slices.Sorted(maps.Keys(cfg.Options)) {
 		q.Set(k, cfg.Options[k])
 	}
 	u.RawQuery = q.Encode()

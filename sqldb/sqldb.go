@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -168,7 +170,7 @@ func (s *Set) Close() error {
 	}
 	s.closed = true
 	var errs []error
-	for _, name := range sortedKeys(s.pools) {
+	for _, name := range slices.Sorted(maps.Keys(s.pools)) {
 		if err := s.pools[name].db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close database %s: %w", name, err))
 		}
@@ -189,15 +191,6 @@ func (s *Set) Opened(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pools[name] != nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func quote(s string) string { return fmt.Sprintf("%q", s) }

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -114,7 +116,7 @@ func (c *Config) validateDatabases() []Problem {
 			"password_file": d.PasswordFile != "", "options": len(d.Options) > 0}
 		switch d.Driver {
 		case sqldb.SQLite:
-			for _, k := range sortedKeys(server) {
+			for _, k := range slices.Sorted(maps.Keys(server)) {
 				if server[k] {
 					add("is for postgres and mysql; an sqlite database has only a path", k)
 				}
@@ -160,7 +162,7 @@ func (c *Config) validateDatabases() []Problem {
 			} else if d.Database == "" || d.User == "" {
 				add("set dsn_env or dsn_file, or host, user and database (with password_env or password_file)")
 			}
-			for _, k := range sortedKeys(d.Options) {
+			for _, k := range slices.Sorted(maps.Keys(d.Options)) {
 				if k == "" || strings.ContainsAny(k+d.Options[k], "\r\n\x00") {
 					add(fmt.Sprintf("option %q: names must be non-empty, and names and values contain no CR, LF or NUL", k), "options")
 				}
@@ -172,15 +174,6 @@ func (c *Config) validateDatabases() []Problem {
 		}
 	}
 	return probs
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // checkDatabaseSecrets reports DSN and password sources that cannot
